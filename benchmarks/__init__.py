@@ -1,0 +1,1 @@
+"""`make bench`: side-by-side measurements, each next to a baseline run in the same process, with goals."""

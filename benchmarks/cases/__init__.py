@@ -1,0 +1,8 @@
+"""Benchmark cases, in the order `make bench` runs them."""
+
+from __future__ import annotations
+
+from benchmarks.cases import event_import
+from benchmarks.harness import Case
+
+CASES: list[Case] = [event_import.CASE]

@@ -1,0 +1,22 @@
+"""`journey`: one command group per kind of user (data, features, train, models, route, bench).
+
+The CLI is the composition root: commands import `training`, `serving` and `benchmarks` lazily, inside the
+command, so `journey --help` stays fast and the core package never depends on them at import time.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from journey.cli import bench, data
+
+app = typer.Typer(
+    name="journey",
+    help="Journey platform: events -> Feast features -> models -> BentoML serving.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(bench.app, name="bench")
+
+

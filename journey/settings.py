@@ -1,0 +1,83 @@
+"""Where Journey runs: one settings class for every process (CLI, training, serving, benchmarks).
+
+Values come from `JOURNEY_*` environment variables (or a `.env` file); *what* to run (hyper-parameters, generator
+configs) lives in YAML files instead. `get_settings()` is cached so a process reads the environment once; tests call
+`get_settings.cache_clear()` after changing it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Only the embedded profile has a default admin token, and it is documented as such; `prod` refuses it.
+LOCAL_DEV_ADMIN_TOKEN = "journey-local-dev-token"  # noqa: S105 - intentionally public, local profile only
+
+
+class Profile(StrEnum):
+    """Where the stores live: `local` is embedded (files + SQLite), `prod` uses PostgreSQL and Redis."""
+
+    LOCAL = "local"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    """All connection details, paths and secrets. Nothing else in the code base names a host, port or path."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOURNEY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    profile: Profile = Field(Profile.LOCAL, description="`local` (embedded, default) or `prod` (PostgreSQL + Redis).")
+    data_dir: Path = Field(Path("data"), description="Root of datasets, offline store files and logs.")
+    reports_dir: Path = Field(Path("reports"), description="Where reports and benchmark results are written.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online store (prod profile).")
+    postgres_dsn: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        description="Offline store, Feast registry and model registry (prod profile), SQLAlchemy URL.",
+    )
+    admin_token: SecretStr | None = Field(None, description="Bearer token for admin endpoints; required in prod.")
+    session_timeout_s: int = Field(1800, gt=0, description="Inactivity that ends a session (sessionisation).")
+    log_level: str = Field("INFO", description="Root log level.")
+    log_format: Literal["console", "json"] = Field("console", description="`json` for machine-read logs.")
+    seed: int = Field(42, description="Default seed for generators and training.")
+
+    @field_validator("data_dir", "reports_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Resolve once, so a worker that changes directory (BentoML does) still finds the same files.
+        return value.expanduser().resolve()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _prod_needs_a_real_secret(self) -> Self:
+        if self.admin_token is None and self.profile is Profile.LOCAL:
+            self.admin_token = SecretStr(LOCAL_DEV_ADMIN_TOKEN)
+        if self.profile is Profile.PROD:
+            token = self.admin_token.get_secret_value() if self.admin_token else ""
+            if not token or token == LOCAL_DEV_ADMIN_TOKEN:
+                raise ValueError("JOURNEY_ADMIN_TOKEN must be set to a real secret in the prod profile")
+        return self
+
+    @property
+    def events_dir(self) -> Path:
+        """Canonical event datasets, one folder per dataset name."""
+        return self.data_dir / "datasets"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; cached so the environment is read once."""
+    return Settings()

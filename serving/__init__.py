@@ -1,0 +1,1 @@
+"""Serving: the BentoML service, ONNX Runtime sessions, online features, routing and metrics."""
