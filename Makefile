@@ -10,8 +10,6 @@ TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 DATASETS ?= ../shared/datasets
 
-export JOURNEY_DATA_DIR ?= $(CURDIR)/data
-export JOURNEY_REPORTS_DIR ?= $(CURDIR)/reports
 
 .PHONY: help install demo test lint format bench clean
 

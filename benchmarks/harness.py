@@ -68,9 +68,17 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "case": self.case, "name": self.name, "median_ms": self.median_ms, "p99_ms": self.p99_ms,
-            "throughput": self.throughput, "unit": self.unit, "rows": self.rows, "repetitions": len(self.seconds),
-            "baseline": self.baseline, "ratio": self.ratio, "note": self.note,
+            "case": self.case,
+            "name": self.name,
+            "median_ms": self.median_ms,
+            "p99_ms": self.p99_ms,
+            "throughput": self.throughput,
+            "unit": self.unit,
+            "rows": self.rows,
+            "repetitions": len(self.seconds),
+            "baseline": self.baseline,
+            "ratio": self.ratio,
+            "note": self.note,
             "goals": [{**asdict(g), "text": str(g), "met": g.met(self)} for g in self.goals],
         }
 
@@ -84,9 +92,7 @@ class Case:
     run: Callable[[bool], list[Result]]
 
 
-def interleaved(
-    fns: dict[str, Callable[[], object]], repetitions: int, warmup: int = 1
-) -> dict[str, list[float]]:
+def interleaved(fns: dict[str, Callable[[], object]], repetitions: int, warmup: int = 1) -> dict[str, list[float]]:
     """Time each callable `repetitions` times, alternating between them so noise hits all alike."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -128,29 +134,40 @@ def to_markdown(results: Iterable[Result], meta: dict[str, Any]) -> str:
         ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else "baseline" if r.baseline is None else "—"
         goals = "; ".join(str(g) for g in r.goals) or "—"
         met = "; ".join({True: "met", False: "**not met**", None: "n/a"}[g.met(r)] for g in r.goals) or "—"
-        lines.append(f"| {r.case} | {r.name} | {_fmt(r.median_ms)} | {_fmt(r.p99_ms)} | {throughput} | {ratio} | "
-                     f"{goals} | {met} |")
+        lines.append(
+            f"| {r.case} | {r.name} | {_fmt(r.median_ms)} | {_fmt(r.p99_ms)} | {throughput} | {ratio} | "
+            f"{goals} | {met} |"
+        )
     notes = [f"- **{r.case} / {r.name}**: {r.note}" for r in results if r.note]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join([*lines, "", *notes] if notes else lines) + "\n"
 
 
-def run_cases(cases: Iterable[Case], out_dir: Path, quick: bool = False,
-              echo: Callable[[str], None] = print) -> list[Result]:
+def run_cases(
+    cases: Iterable[Case], out_dir: Path, quick: bool = False, echo: Callable[[str], None] = print
+) -> list[Result]:
     """Run cases in order and write `bench.json` + `bench.md` under `out_dir`."""
     results: list[Result] = []
     for case in cases:
         echo(f"== {case.name}: {case.description}")
         case_results = case.run(quick)
         for r in case_results:
-            echo(f"   {r.name}: median {r.median_ms:.1f} ms, p99 {r.p99_ms:.1f} ms"
-                 + (f", {r.throughput:,.0f} {r.unit}/s" if r.throughput else "")
-                 + (f", {r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""))
+            echo(
+                f"   {r.name}: median {r.median_ms:.1f} ms, p99 {r.p99_ms:.1f} ms"
+                + (f", {r.throughput:,.0f} {r.unit}/s" if r.throughput else "")
+                + (f", {r.ratio:.2f}x {r.baseline}" if r.ratio is not None else "")
+            )
         results.extend(case_results)
-    meta = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
-            "cpus": _cpu_count(), "python": platform.python_version(), "quick": quick}
+    meta = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpus": _cpu_count(),
+        "python": platform.python_version(),
+        "quick": quick,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "results": [r.to_dict() for r in results]},
-                                                   indent=2), encoding="utf-8")
+    (out_dir / "bench.json").write_text(
+        json.dumps({"meta": meta, "results": [r.to_dict() for r in results]}, indent=2), encoding="utf-8"
+    )
     (out_dir / "bench.md").write_text(to_markdown(results, meta), encoding="utf-8")
     return results
 

@@ -81,16 +81,14 @@ class ValidationResult:
 
     @property
     def rows_rejected(self) -> int:
-        return self.rows_in - self.valid.num_rows
+        return self.rows_in - int(self.valid.num_rows)
 
     def counts_by_reason(self) -> dict[str, int]:
         """Distinct bad rows per reason (a row with two problems counts under both)."""
         if self.rejects.num_rows == 0:
             return {}
         counts = self.rejects.group_by("reason").aggregate([("row", "count_distinct")])
-        return dict(
-            sorted(zip(counts["reason"].to_pylist(), counts["row_count_distinct"].to_pylist(), strict=True))
-        )
+        return dict(sorted(zip(counts["reason"].to_pylist(), counts["row_count_distinct"].to_pylist(), strict=True)))
 
     def first_error(self) -> BadEventError | None:
         """The problem on the earliest source row, as the error a strict load raises."""
@@ -179,7 +177,7 @@ def _event_type_check(event_type: pa.Array) -> np.ndarray:
         # a handful of distinct values: test the dictionary, then broadcast through the indices
         known = pc.is_in(event_type.dictionary, value_set=pa.array(EVENT_TYPES)).to_numpy(zero_copy_only=False)
         indices = event_type.indices.to_numpy(zero_copy_only=False)
-        bad = ~known[np.where(np.isnan(indices.astype(float)), 0, indices).astype(np.int64)]
+        bad: np.ndarray = ~known[np.where(np.isnan(indices.astype(float)), 0, indices).astype(np.int64)]
         return bad | np.asarray(event_type.is_null().to_numpy(zero_copy_only=False))
     ok = pc.fill_null(pc.is_in(event_type, value_set=pa.array(EVENT_TYPES)), False)
     return ~np.asarray(ok.to_numpy(zero_copy_only=False))
@@ -247,13 +245,21 @@ def validate_events(
 
     ts = _column(table, "event_timestamp")
     if ts.null_count:
-        check(np.asarray(ts.is_null().to_numpy(zero_copy_only=False)), "event_timestamp",
-              raw.get("event_timestamp", ts), RejectReason.UNPARSABLE_TIMESTAMP)
+        check(
+            np.asarray(ts.is_null().to_numpy(zero_copy_only=False)),
+            "event_timestamp",
+            raw.get("event_timestamp", ts),
+            RejectReason.UNPARSABLE_TIMESTAMP,
+        )
     limit = pa.scalar(now + clock_skew, pa.timestamp("us", tz="UTC"))
     if ts.null_count < n and pc.max(ts).as_py() > limit.as_py():
         future = pc.fill_null(pc.greater(ts, limit), False)
-        check(np.asarray(future.to_numpy(zero_copy_only=False)), "event_timestamp", ts,
-              RejectReason.FUTURE_TIMESTAMP)
+        check(
+            np.asarray(future.to_numpy(zero_copy_only=False)),
+            "event_timestamp",
+            ts,
+            RejectReason.FUTURE_TIMESTAMP,
+        )
 
     price = _column(table, "price")
     check_parsed("price", price, None)
@@ -293,6 +299,7 @@ def events_from_records(records: Sequence[dict[str, object]]) -> pa.Table:
 
     Values of the wrong type become null and are then reported as missing/unparsable rather than raising.
     """
+
     def coerce_int(value: object) -> int | None:
         if isinstance(value, bool):
             return None
@@ -329,8 +336,7 @@ def events_from_records(records: Sequence[dict[str, object]]) -> pa.Table:
             "session_id": pa.array([text(v) for v in col("session_id")], pa.string()),
             "item_id": pa.array([coerce_int(v) for v in col("item_id")], pa.int64()),
             "event_type": pa.array([text(v) for v in col("event_type")], pa.string()),
-            "event_timestamp": pa.array([coerce_ts(v) for v in col("event_timestamp")],
-                                        pa.timestamp("us", tz="UTC")),
+            "event_timestamp": pa.array([coerce_ts(v) for v in col("event_timestamp")], pa.timestamp("us", tz="UTC")),
             "price": pa.array([coerce_float(v) for v in col("price")], pa.float64()),
             "category_id": pa.array([coerce_int(v) for v in col("category_id")], pa.int64()),
         }

@@ -46,7 +46,8 @@ def user_time_order(user_ids: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
     """Permutation ordering rows by (user, time), keeping input order for ties."""
     if ts_us.size > 1 and not bool((ts_us[1:] >= ts_us[:-1]).all()):
         by_time = stable_argsort(ts_us)
-        return by_time[stable_argsort(user_ids[by_time])]
+        result: np.ndarray = by_time[stable_argsort(user_ids[by_time])]
+        return result
     return stable_argsort(user_ids)  # logs are usually time-ordered already: one pass suffices
 
 

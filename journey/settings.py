@@ -15,8 +15,12 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# A checkout's own folders: the defaults when JOURNEY_DATA_DIR / JOURNEY_REPORTS_DIR are unset, anchored on the
+# project (not the current directory), so `cd feature_repo && feast apply` and `make demo` see the same files.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 # Only the embedded profile has a default admin token, and it is documented as such; `prod` refuses it.
-LOCAL_DEV_ADMIN_TOKEN = "journey-local-dev-token"  # noqa: S105 - intentionally public, local profile only
+LOCAL_DEV_ADMIN_TOKEN = "journey-local-dev-token"
 
 
 class Profile(StrEnum):
@@ -29,17 +33,21 @@ class Profile(StrEnum):
 class Settings(BaseSettings):
     """All connection details, paths and secrets. Nothing else in the code base names a host, port or path."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="JOURNEY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="JOURNEY_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     profile: Profile = Field(Profile.LOCAL, description="`local` (embedded, default) or `prod` (PostgreSQL + Redis).")
-    data_dir: Path = Field(Path("data"), description="Root of datasets, offline store files and logs.")
-    reports_dir: Path = Field(Path("reports"), description="Where reports and benchmark results are written.")
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Root of datasets, offline store files and logs.")
+    reports_dir: Path = Field(PROJECT_ROOT / "reports", description="Where reports and benchmark results go.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online store (prod profile).")
     postgres_dsn: str = Field(
         "postgresql+psycopg://postgres@127.0.0.1:5432/test",
         description="Offline store, Feast registry and model registry (prod profile), SQLAlchemy URL.",
+    )
+    feast_project: str = Field(
+        "journey", pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Feast project (isolates registries and keys)."
+    )
+    offline_schema: str = Field(
+        "journey", pattern=r"^[a-z][a-z0-9_]{0,39}$", description="PostgreSQL schema of the offline tables (prod)."
     )
     admin_token: SecretStr | None = Field(None, description="Bearer token for admin endpoints; required in prod.")
     session_timeout_s: int = Field(1800, gt=0, description="Inactivity that ends a session (sessionisation).")
@@ -75,6 +83,16 @@ class Settings(BaseSettings):
     def events_dir(self) -> Path:
         """Canonical event datasets, one folder per dataset name."""
         return self.data_dir / "datasets"
+
+    @property
+    def offline_dir(self) -> Path:
+        """Offline store Parquet files of the local profile, one per feature view source."""
+        return self.data_dir / "offline"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast registry and SQLite online store of the local profile."""
+        return self.data_dir / "feast"
 
 
 @lru_cache(maxsize=1)

@@ -39,12 +39,17 @@ def run(quick: bool) -> list[Result]:
         },
         repetitions=3 if quick else 7,
     )
-    baseline = Result("event_import", "pyarrow.csv.read_csv", timings["pyarrow.csv.read_csv"], rows=rows,
-                      unit="events")
+    baseline = Result("event_import", "pyarrow.csv.read_csv", timings["pyarrow.csv.read_csv"], rows=rows, unit="events")
     candidate = with_ratio(
-        Result("event_import", "import+validate+sessionise", timings["import+validate+sessionise"], rows=rows,
-               unit="events", goals=[Goal("throughput", ">=", 1_000_000), Goal("ratio", "<=", 2.0)],
-               note=f"{rows:,} synthetic events in RetailRocket CSV format ({path.stat().st_size / 1e6:.0f} MB)"),
+        Result(
+            "event_import",
+            "import+validate+sessionise",
+            timings["import+validate+sessionise"],
+            rows=rows,
+            unit="events",
+            goals=[Goal("throughput", ">=", 1_000_000), Goal("ratio", "<=", 2.0)],
+            note=f"{rows:,} synthetic events in RetailRocket CSV format ({path.stat().st_size / 1e6:.0f} MB)",
+        ),
         baseline,
     )
     return [baseline, candidate]

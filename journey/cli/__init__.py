@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from journey.cli import bench, data
+from journey.cli import bench, data, features
 
 app = typer.Typer(
     name="journey",
@@ -17,6 +17,5 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
 app.add_typer(bench.app, name="bench")
-
-

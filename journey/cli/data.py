@@ -11,16 +11,31 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from journey.cli.common import cli_errors, console, start
-from journey.datasets import DatasetStore, Manifest, WriteMode, generate_to_store, import_to_store, resolve_format
+from journey.datasets import (
+    DatasetStore,
+    Manifest,
+    WriteMode,
+    generate_to_store,
+    import_to_store,
+    resolve_format,
+)
 from journey.datasets.importer import import_events
 from journey.errors import InvalidInputError
 
-app = typer.Typer(help="Event datasets: generate synthetic journeys, import public logs, validate, describe.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Event datasets: generate synthetic journeys, import public logs, validate, describe.",
+    no_args_is_help=True,
+)
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name under JOURNEY_DATA_DIR/datasets.")]
-FormatOpt = Annotated[str, typer.Option(
-    "--format", "-f", help="retailrocket | rees46 | taobao, or a YAML column mapping file for any other log.")]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="retailrocket | rees46 | taobao, or a YAML column mapping file for any other log.",
+    ),
+]
 SourceArg = Annotated[Path, typer.Argument(help="CSV (optionally .gz) or Parquet file, unchanged from the source.")]
 
 
@@ -50,8 +65,10 @@ def generate(
     events: Annotated[int | None, typer.Option(min=1, help="Scale the user count to about this many events.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: from config / JOURNEY_SEED).")] = None,
     replace: Annotated[bool, typer.Option(help="Replace the dataset if it exists.")] = False,
-    retailrocket_csv: Annotated[Path | None, typer.Option(
-        help="Also write the events as a RetailRocket-format CSV (for import benchmarks).")] = None,
+    retailrocket_csv: Annotated[
+        Path | None,
+        typer.Option(help="Also write the events as a RetailRocket-format CSV (for import benchmarks)."),
+    ] = None,
 ) -> None:
     """Generate synthetic shopper journeys with known ground truth (stages, segments, bots)."""
     from journey.datasets.synthetic import SyntheticConfig, write_retailrocket_csv
@@ -62,11 +79,23 @@ def generate(
         cfg = cfg.model_copy(update={"seed": seed})
     if events is not None:
         cfg = cfg.scaled_to(events)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("generating events", total=None)
-        manifest = generate_to_store(cfg, dataset, settings, mode=_mode(replace, False),
-                                     progress=lambda n: bar.update(task, completed=n))
+        manifest = generate_to_store(
+            cfg,
+            dataset,
+            settings,
+            mode=_mode(replace, False),
+            progress=lambda n: bar.update(task, completed=n),
+        )
     store = DatasetStore(settings.events_dir)
     _show_manifest(manifest, store.path(dataset))
     if retailrocket_csv:
@@ -75,8 +104,13 @@ def generate(
 
 
 def _import_progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                    transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 @app.command("import")
@@ -87,20 +121,30 @@ def import_(
     dataset: DatasetOpt,
     strict: Annotated[bool, typer.Option(help="Fail (exit 2) on the first bad row, naming field and value.")] = False,
     replace: Annotated[bool, typer.Option(help="Replace the dataset if it exists.")] = False,
-    append: Annotated[bool, typer.Option(help="Add to an existing dataset; stored event ids are not duplicated.")]
-    = False,
+    append: Annotated[
+        bool, typer.Option(help="Add to an existing dataset; stored event ids are not duplicated.")
+    ] = False,
 ) -> None:
     """Import a public event log: parse, validate, sessionise, store as date-partitioned Parquet."""
     settings = start()
     source_format = resolve_format(fmt)
     with _import_progress() as bar:
         task = bar.add_task("reading", total=None)
-        result, manifest = import_to_store(source, source_format, dataset, settings, mode=_mode(replace, append),
-                                           strict=strict, progress=lambda step: bar.update(task, description=step))
+        result, manifest = import_to_store(
+            source,
+            source_format,
+            dataset,
+            settings,
+            mode=_mode(replace, append),
+            strict=strict,
+            progress=lambda step: bar.update(task, description=step),
+        )
     store = DatasetStore(settings.events_dir)
     if result.rejects.num_rows:
-        console.print(f"[yellow]{result.rows_rejected:,} of {result.rows_in:,} rows rejected[/] "
-                      f"{json.dumps(result.counts_by_reason())}; details in {store.path(dataset) / 'rejects.parquet'}")
+        console.print(
+            f"[yellow]{result.rows_rejected:,} of {result.rows_in:,} rows rejected[/] "
+            f"{json.dumps(result.counts_by_reason())}; details in {store.path(dataset) / 'rejects.parquet'}"
+        )
     if manifest is not None:
         _show_manifest(manifest, store.path(dataset))
 
@@ -116,10 +160,16 @@ def validate(
     settings = start()
     with _import_progress() as bar:
         task = bar.add_task("reading", total=None)
-        result = import_events(source, resolve_format(fmt), session_timeout_s=settings.session_timeout_s,
-                               progress=lambda step: bar.update(task, description=step))
-    console.print(f"{result.rows_in:,} rows read, {result.events.num_rows:,} valid, "
-                  f"{result.rows_rejected:,} rejected {json.dumps(result.counts_by_reason())}")
+        result = import_events(
+            source,
+            resolve_format(fmt),
+            session_timeout_s=settings.session_timeout_s,
+            progress=lambda step: bar.update(task, description=step),
+        )
+    console.print(
+        f"{result.rows_in:,} rows read, {result.events.num_rows:,} valid, "
+        f"{result.rows_rejected:,} rejected {json.dumps(result.counts_by_reason())}"
+    )
     if result.rejects.num_rows:
         table = Table("row", "field", "value", "reason", title=f"first {show} problems")
         for row in result.rejects.slice(0, show).to_pylist():

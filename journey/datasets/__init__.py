@@ -17,8 +17,17 @@ from journey.datasets.store import DatasetStore, Manifest, WriteMode
 from journey.errors import InvalidInputError
 from journey.settings import Settings
 
-__all__ = ["BUILTIN_FORMATS", "DatasetStore", "ImportResult", "Manifest", "SourceFormat", "WriteMode",
-           "generate_to_store", "import_to_store", "resolve_format"]
+__all__ = [
+    "BUILTIN_FORMATS",
+    "DatasetStore",
+    "ImportResult",
+    "Manifest",
+    "SourceFormat",
+    "WriteMode",
+    "generate_to_store",
+    "import_to_store",
+    "resolve_format",
+]
 
 
 def resolve_format(spec: str) -> SourceFormat:
@@ -30,7 +39,8 @@ def resolve_format(spec: str) -> SourceFormat:
         return SourceFormat.from_yaml(path)
     raise InvalidInputError(
         f"unknown format {spec!r}: use one of {sorted(BUILTIN_FORMATS)} or a mapping .yaml file",
-        field="format", value=spec,
+        field="format",
+        value=spec,
     )
 
 
@@ -52,7 +62,10 @@ def import_to_store(
     if strict and (error := result.first_error()) is not None:
         raise error
     manifest = store.write(
-        dataset, result.events, rejects=result.rejects, mode=mode,
+        dataset,
+        result.events,
+        rejects=result.rejects,
+        mode=mode,
         source={"kind": "import", "path": str(source), "format": fmt.name, "rows_in": result.rows_in},
     )
     return result, manifest
@@ -81,6 +94,13 @@ def generate_to_store(
         "event_stages": pa.table({"event_id": data.events["event_id"], "stage": data.event_stage}),
     }
     return store.write(
-        dataset, data.events, mode=mode, extra_tables=truth,
-        source={"kind": "synthetic", "config": config.model_dump(mode="json"), "rows_in": data.events.num_rows},
+        dataset,
+        data.events,
+        mode=mode,
+        extra_tables=truth,
+        source={
+            "kind": "synthetic",
+            "config": config.model_dump(mode="json"),
+            "rows_in": data.events.num_rows,
+        },
     )

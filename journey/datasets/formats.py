@@ -80,7 +80,12 @@ class SourceFormat(BaseModel):
 
 RETAILROCKET = SourceFormat(
     name="rr",
-    columns={"user_id": "visitorid", "item_id": "itemid", "event_type": "event", "event_timestamp": "timestamp"},
+    columns={
+        "user_id": "visitorid",
+        "item_id": "itemid",
+        "event_type": "event",
+        "event_timestamp": "timestamp",
+    },
     event_types={"view": "view", "addtocart": "add_to_cart", "transaction": "purchase"},
     timestamp_unit="ms",
 )
@@ -96,8 +101,12 @@ REES46 = SourceFormat(
         "price": "price",
         "category_id": "category_id",
     },
-    event_types={"view": "view", "cart": "add_to_cart", "remove_from_cart": "remove_from_cart",
-                 "purchase": "purchase"},
+    event_types={
+        "view": "view",
+        "cart": "add_to_cart",
+        "remove_from_cart": "remove_from_cart",
+        "purchase": "purchase",
+    },
     timestamp_format="%Y-%m-%d %H:%M:%S UTC",
 )
 
@@ -105,8 +114,13 @@ REES46 = SourceFormat(
 # favourite type, so it maps onto add_to_cart (documented in journey/datasets/README.md).
 TAOBAO = SourceFormat(
     name="taobao",
-    columns={"user_id": "user_id", "item_id": "item_id", "category_id": "category_id",
-             "event_type": "behavior_type", "event_timestamp": "timestamp"},
+    columns={
+        "user_id": "user_id",
+        "item_id": "item_id",
+        "category_id": "category_id",
+        "event_type": "behavior_type",
+        "event_timestamp": "timestamp",
+    },
     event_types={"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"},
     timestamp_unit="s",
     header=False,

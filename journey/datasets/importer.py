@@ -37,7 +37,12 @@ log = logging.getLogger(__name__)
 
 _INT_TEXT = r"^\s*[+-]?\d+(\.0*)?\s*$"
 _FLOAT_TEXT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
-_NUMERIC_FIELDS = {"user_id": pa.int64(), "item_id": pa.int64(), "category_id": pa.int64(), "price": pa.float64()}
+_NUMERIC_FIELDS = {
+    "user_id": pa.int64(),
+    "item_id": pa.int64(),
+    "category_id": pa.int64(),
+    "price": pa.float64(),
+}
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
@@ -113,8 +118,11 @@ def _read_csv(path: Path, fmt: SourceFormat, as_text: bool) -> _Read:
         header_lines = 1 if fmt.header else 0
         bad_lines = np.array([m[0] - header_lines for m in malformed], dtype=np.int64)
         all_rows = np.arange(1, table.num_rows + len(malformed) + 1, dtype=np.int64)
-        read = _Read(table, malformed=[(int(r), t) for r, (_, t) in zip(bad_lines, malformed, strict=True)],
-                     rows=np.setdiff1d(all_rows, bad_lines))
+        read = _Read(
+            table,
+            malformed=[(int(r), t) for r, (_, t) in zip(bad_lines, malformed, strict=True)],
+            rows=np.setdiff1d(all_rows, bad_lines),
+        )
     return read
 
 
@@ -237,8 +245,9 @@ def _row_key(cols: dict[str, pa.Array]) -> np.ndarray:
     """Content key of every field that tells two events apart; strings (sessions) via pandas' stable siphash."""
     n = len(cols["user_id"])
     event_type = cols["event_type"]
-    code = event_type.indices if isinstance(event_type, pa.DictionaryArray) else pc.dictionary_encode(
-        event_type).indices
+    code = (
+        event_type.indices if isinstance(event_type, pa.DictionaryArray) else pc.dictionary_encode(event_type).indices
+    )
     parts = [
         _null_to(0, pc.cast(cols["event_timestamp"], pa.int64())),
         _null_to(0, cols["user_id"]),
@@ -256,8 +265,15 @@ def _malformed_rejects(read: _Read) -> pa.Table:
     if not read.malformed:
         return REJECTS_SCHEMA.empty_table()
     rows, texts = zip(*read.malformed, strict=True)
-    return pa.table({"row": list(rows), "field": ["<line>"] * len(rows), "value": list(texts),
-                     "reason": [RejectReason.MALFORMED_ROW.value] * len(rows)}, schema=REJECTS_SCHEMA)
+    return pa.table(
+        {
+            "row": list(rows),
+            "field": ["<line>"] * len(rows),
+            "value": list(texts),
+            "reason": [RejectReason.MALFORMED_ROW.value] * len(rows),
+        },
+        schema=REJECTS_SCHEMA,
+    )
 
 
 def _prefix_ids(rejects: pa.Table, prefix: str) -> pa.Table:
@@ -298,7 +314,19 @@ def import_events(
     prefix = "" if fmt.has_event_ids else f"{fmt.name}-"
     events = canonicalize(valid, event_id_prefix=prefix)
     rejects = pa.concat_tables([_malformed_rejects(read), _prefix_ids(result.rejects, prefix)]).sort_by("row")
-    log.info("imported events", extra={"source": str(path), "rows_in": result.rows_in + len(read.malformed),
-                                       "rows_ok": events.num_rows, "rows_rejected": rejects.num_rows})
-    return ImportResult(events=events, rejects=rejects, rows_in=result.rows_in + len(read.malformed),
-                        source=str(path), format=fmt.name)
+    log.info(
+        "imported events",
+        extra={
+            "source": str(path),
+            "rows_in": result.rows_in + len(read.malformed),
+            "rows_ok": events.num_rows,
+            "rows_rejected": rejects.num_rows,
+        },
+    )
+    return ImportResult(
+        events=events,
+        rejects=rejects,
+        rows_in=result.rows_in + len(read.malformed),
+        source=str(path),
+        format=fmt.name,
+    )

@@ -62,7 +62,9 @@ class Manifest:
 def validate_name(name: str) -> str:
     if not _NAME.match(name):
         raise InvalidInputError(
-            f"invalid dataset name {name!r}: use letters, digits, '_', '-', '.' (max 64)", field="dataset", value=name
+            f"invalid dataset name {name!r}: use letters, digits, '_', '-', '.' (max 64)",
+            field="dataset",
+            value=name,
         )
     return name
 
@@ -94,8 +96,7 @@ class DatasetStore:
     def events(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """All events of a dataset with exactly the canonical schema (partition column dropped)."""
         self.manifest(name)  # raises NotFoundError with the known names
-        dataset = pds.dataset(self.path(name) / "events", format="parquet", schema=EVENT_SCHEMA,
-                              partitioning=None)
+        dataset = pds.dataset(self.path(name) / "events", format="parquet", schema=EVENT_SCHEMA, partitioning=None)
         return dataset.to_table(columns=columns)
 
     def rejects(self, name: str) -> pa.Table:
@@ -134,9 +135,16 @@ class DatasetStore:
             old = self.manifest(name).data
             sources = list(old.get("sources", []))
             rejects = pa.concat_tables([self.rejects(name), rejects])
-        sources.append({**source, "import_id": import_id, "imported_at": datetime.now(UTC).isoformat(),
-                        "rows_in": int(source.get("rows_in", events.num_rows)),
-                        "rows_stored": events.num_rows, "rows_rejected": new_rejected})
+        sources.append(
+            {
+                **source,
+                "import_id": import_id,
+                "imported_at": datetime.now(UTC).isoformat(),
+                "rows_in": int(source.get("rows_in", events.num_rows)),
+                "rows_stored": events.num_rows,
+                "rows_rejected": new_rejected,
+            }
+        )
         with _staging(target, keep_existing=exists and mode is WriteMode.APPEND) as stage:
             _write_partitions(events, stage / "events", import_id)
             pq.write_table(rejects, stage / "rejects.parquet")
@@ -153,16 +161,19 @@ class DatasetStore:
 def _drop_stored_ids(stored: pa.Table, events: pa.Table, rejects: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Appending must not duplicate events: ids already stored are moved to the rejects with their reason."""
     ids = pa.concat_arrays([stored["event_id"].combine_chunks(), events["event_id"].combine_chunks()])
-    dup = duplicate_mask(ids)[stored.num_rows:]
+    dup = duplicate_mask(ids)[stored.num_rows :]
     if not dup.any():
         return events, rejects
     idx = np.flatnonzero(dup)
-    moved = pa.table({
-        "row": pa.array(idx + 1, pa.int64()),
-        "field": pa.array(["event_id"] * idx.size),
-        "value": events["event_id"].take(pa.array(idx)),
-        "reason": pa.array([RejectReason.DUPLICATE_EVENT_ID.value] * idx.size),
-    }, schema=REJECTS_SCHEMA)
+    moved = pa.table(
+        {
+            "row": pa.array(idx + 1, pa.int64()),
+            "field": pa.array(["event_id"] * idx.size),
+            "value": events["event_id"].take(pa.array(idx)),
+            "reason": pa.array([RejectReason.DUPLICATE_EVENT_ID.value] * idx.size),
+        },
+        schema=REJECTS_SCHEMA,
+    )
     return events.take(pa.array(np.flatnonzero(~dup))), pa.concat_tables([rejects, moved])
 
 
@@ -222,8 +233,9 @@ def build_manifest(
         "manifest_version": MANIFEST_VERSION,
         "dataset": name,
         "rows": events.num_rows,
-        "events_by_type": dict(sorted(zip(by_type["event_type"].to_pylist(),
-                                          by_type["event_id_count"].to_pylist(), strict=True))),
+        "events_by_type": dict(
+            sorted(zip(by_type["event_type"].to_pylist(), by_type["event_id_count"].to_pylist(), strict=True))
+        ),
         "users": int(pc.count_distinct(events["user_id"]).as_py()),
         "items": int(pc.count_distinct(events["item_id"]).as_py()),
         "sessions": int(pc.count_distinct(events["session_id"]).as_py()),
@@ -232,8 +244,9 @@ def build_manifest(
             "end": pc.max(ts).as_py().isoformat() if events.num_rows else None,
         },
         "rejected_rows": sum(int(s.get("rows_rejected", 0)) for s in sources),
-        "rejects_by_reason": {} if reasons is None else dict(sorted(zip(
-            reasons["reason"].to_pylist(), reasons["row_count"].to_pylist(), strict=True))),
+        "rejects_by_reason": {}
+        if reasons is None
+        else dict(sorted(zip(reasons["reason"].to_pylist(), reasons["row_count"].to_pylist(), strict=True))),
         "files": files,
         "sources": sources,
         "written_at": datetime.now(UTC).isoformat(),

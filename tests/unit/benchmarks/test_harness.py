@@ -8,8 +8,7 @@ from benchmarks.harness import Case, Goal, Result, interleaved, run_cases, with_
 
 def test_interleaved_runs_every_callable_the_same_number_of_times() -> None:
     calls: list[str] = []
-    timings = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repetitions=3,
-                          warmup=1)
+    timings = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repetitions=3, warmup=1)
     assert calls == ["a", "b"] * 4
     assert {k: len(v) for k, v in timings.items()} == {"a": 3, "b": 3}
 
@@ -30,8 +29,10 @@ def test_goals_are_judged_from_measured_figures() -> None:
 def test_run_cases_writes_json_and_markdown_with_goal_status(tmp_path: Path) -> None:
     def run(quick: bool) -> list[Result]:
         base = Result("toy", "baseline", [0.1, 0.1])
-        return [base, with_ratio(Result("toy", "candidate", [0.3, 0.3], rows=10,
-                                        goals=[Goal("ratio", "<=", 2)]), base)]
+        return [
+            base,
+            with_ratio(Result("toy", "candidate", [0.3, 0.3], rows=10, goals=[Goal("ratio", "<=", 2)]), base),
+        ]
 
     run_cases([Case("toy", "a toy case", run)], tmp_path, echo=lambda _s: None)
     report = json.loads((tmp_path / "bench.json").read_text())

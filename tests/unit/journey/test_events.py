@@ -22,8 +22,14 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 def event(**overrides: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "event_id": "e1", "user_id": 1, "session_id": "s1", "item_id": 10, "event_type": "view",
-        "event_timestamp": "2026-01-01T10:00:00+00:00", "price": 9.5, "category_id": 3,
+        "event_id": "e1",
+        "user_id": 1,
+        "session_id": "s1",
+        "item_id": 10,
+        "event_type": "view",
+        "event_timestamp": "2026-01-01T10:00:00+00:00",
+        "price": 9.5,
+        "category_id": 3,
     }
     base.update(overrides)
     return base
@@ -55,8 +61,9 @@ def test_a_clean_event_passes_unchanged() -> None:
         ({"price": -1.0}, "price", RejectReason.NEGATIVE_PRICE),
     ],
 )
-def test_each_bad_row_is_reported_with_its_reason(overrides: dict[str, object], field: str,
-                                                   reason: RejectReason) -> None:
+def test_each_bad_row_is_reported_with_its_reason(
+    overrides: dict[str, object], field: str, reason: RejectReason
+) -> None:
     result = validate([event(event_id="ok"), event(**overrides)])
     assert result.valid["event_id"].to_pylist() == ["ok"]
     rejects = result.rejects.to_pylist()
@@ -84,7 +91,11 @@ def test_clock_skew_within_tolerance_is_accepted() -> None:
 def test_a_row_with_several_problems_reports_each_and_counts_once() -> None:
     result = validate([event(event_type="click", price=-2.0, user_id=None)])
     assert result.rows_rejected == 1
-    assert sorted(result.rejects["reason"].to_pylist()) == ["missing_id", "negative_price", "unknown_event_type"]
+    assert sorted(result.rejects["reason"].to_pylist()) == [
+        "missing_id",
+        "negative_price",
+        "unknown_event_type",
+    ]
 
 
 def test_no_row_is_dropped_silently() -> None:
@@ -126,11 +137,12 @@ def test_canonicalize_turns_integer_keys_into_prefixed_string_ids() -> None:
 
 def test_duplicates_are_judged_among_good_rows_only() -> None:
     # "a" first appears on a bad row; its first good occurrence (row 3) is kept, the next one (row 4) is a duplicate
-    result = validate([event(event_id="a", price=-1.0), event(event_id="b"), event(event_id="a"),
-                       event(event_id="a")])
+    result = validate([event(event_id="a", price=-1.0), event(event_id="b"), event(event_id="a"), event(event_id="a")])
     assert result.valid["event_id"].to_pylist() == ["b", "a"]
     assert [(r["row"], r["reason"]) for r in result.rejects.to_pylist()] == [
-        (1, "negative_price"), (4, "duplicate_event_id")]
+        (1, "negative_price"),
+        (4, "duplicate_event_id"),
+    ]
 
 
 def test_null_ids_are_never_duplicates_of_each_other() -> None:

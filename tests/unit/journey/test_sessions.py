@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
@@ -46,10 +48,10 @@ def test_session_ids_are_user_and_start_millis() -> None:
 
 
 def test_naive_and_aware_timestamps_of_the_same_instant_sessionise_alike() -> None:
-    naive = to_utc_micros(pa.array(["2026-03-01 10:00:00", "2026-03-01 10:20:00"], pa.string())
-                          .cast(pa.timestamp("s")))
-    aware = to_utc_micros(pa.array(["2026-03-01 11:00:00+01:00", "2026-03-01 11:20:00+01:00"])
-                          .cast(pa.timestamp("s", tz="+01:00")))
+    naive = to_utc_micros(pa.array(["2026-03-01 10:00:00", "2026-03-01 10:20:00"], pa.string()).cast(pa.timestamp("s")))
+    aware = to_utc_micros(
+        pa.array(["2026-03-01 11:00:00+01:00", "2026-03-01 11:20:00+01:00"]).cast(pa.timestamp("s", tz="+01:00"))
+    )
     assert naive.to_pylist() == aware.to_pylist()
     n = sessionise(np.array([1, 1]), naive.cast(pa.int64()).to_numpy(), TIMEOUT)
     a = sessionise(np.array([1, 1]), aware.cast(pa.int64()).to_numpy(), TIMEOUT)
@@ -87,7 +89,7 @@ def test_gaps_inside_sessions_are_below_and_between_sessions_at_least_the_timeou
     for user in np.unique(users):
         ids = [i for i in range(s.count) if s.user_id[i] == user]
         spans = sorted((s.start_us[i], s.end_us[i]) for i in ids)
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start - end >= TIMEOUT
 
 
@@ -99,7 +101,8 @@ def test_sessions_do_not_depend_on_input_order(rows, rnd) -> None:
     _, _, a = _sessions(rows)
     _, _, b = _sessions(shuffled)
     assert sorted(zip(a.user_id.tolist(), a.start_us.tolist(), strict=True)) == sorted(
-        zip(b.user_id.tolist(), b.start_us.tolist(), strict=True))
+        zip(b.user_id.tolist(), b.start_us.tolist(), strict=True)
+    )
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,16 +13,19 @@ from journey.events import EVENT_SCHEMA, REJECTS_SCHEMA
 
 def events(ids: list[str], day: int = 1) -> pa.Table:
     n = len(ids)
-    return pa.table({
-        "event_id": ids,
-        "user_id": [1] * n,
-        "session_id": ["1-0"] * n,
-        "item_id": list(range(n)),
-        "event_type": ["view"] * n,
-        "event_timestamp": [datetime(2026, 3, day, 10, i, tzinfo=UTC) for i in range(n)],
-        "price": [1.0] * n,
-        "category_id": [None] * n,
-    }, schema=EVENT_SCHEMA)
+    return pa.table(
+        {
+            "event_id": ids,
+            "user_id": [1] * n,
+            "session_id": ["1-0"] * n,
+            "item_id": list(range(n)),
+            "event_type": ["view"] * n,
+            "event_timestamp": [datetime(2026, 3, day, 10, i, tzinfo=UTC) for i in range(n)],
+            "price": [1.0] * n,
+            "category_id": [None] * n,
+        },
+        schema=EVENT_SCHEMA,
+    )
 
 
 @pytest.fixture
@@ -33,7 +36,10 @@ def store(tmp_path: Path) -> DatasetStore:
 def test_events_are_partitioned_by_utc_day_and_read_back_canonical(store: DatasetStore) -> None:
     table = pa.concat_tables([events(["a", "b"], day=1), events(["c"], day=2)])
     manifest = store.write("d", table, source={"kind": "test"})
-    assert sorted(p.name for p in (store.path("d") / "events").iterdir()) == ["date=2026-03-01", "date=2026-03-02"]
+    assert sorted(p.name for p in (store.path("d") / "events").iterdir()) == [
+        "date=2026-03-01",
+        "date=2026-03-02",
+    ]
     back = store.events("d")
     assert back.schema == EVENT_SCHEMA
     assert sorted(back["event_id"].to_pylist()) == ["a", "b", "c"]

@@ -1,0 +1,83 @@
+"""Names and types shared by the Feast repo, batch feature computation, training and serving.
+
+This module is the one list: `feature_repo/` declares its views from it, `training/features.py` must produce
+exactly these columns (a test checks), and models bind to feature *services* by the names below. Changing a feature
+means a new service version (`..._v2`), never an edit of a published one.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+FeatureType = Literal["int64", "float64", "string", "int64_list", "string_list"]
+
+# Entities (join keys)
+USER: Final = "user_id"
+ITEM: Final = "item_id"
+SESSION: Final = "session_id"
+
+# Feature views
+USER_ACTIVITY: Final = "user_activity"
+ITEM_POPULARITY: Final = "item_popularity"
+SESSION_ACTIVITY: Final = "session_activity"
+REQUEST_CONTEXT: Final = "request_context"  # on-demand view over request-time inputs
+SESSION_PUSH_SOURCE: Final = "session_activity_push"
+
+# Feature services: model contracts
+PURCHASE_PROPENSITY_V1: Final = "purchase_propensity_v1"
+NEXT_ACTION_V1: Final = "next_action_v1"
+
+# Journey stages as ordinals (user_activity.journey_stage); exit is not a state a user is "in"
+STAGES: Final = ("discovery", "consideration", "purchase", "post_purchase")
+
+WINDOWS: Final = (1, 7, 30)
+_COUNTED = {"view": "views", "add_to_cart": "carts", "remove_from_cart": "removes", "purchase": "purchases"}
+
+USER_ACTIVITY_FEATURES: Final[dict[str, FeatureType]] = {
+    **{f"{plural}_{w}d": "int64" for plural in _COUNTED.values() for w in WINDOWS},
+    "distinct_items_30d": "int64",
+    "distinct_categories_30d": "int64",
+    "sessions_30d": "int64",
+    "conversion_rate_30d": "float64",  # purchases / sessions, 30 days
+    "cart_abandonment_rate_30d": "float64",  # sessions with a cart and no purchase / sessions with a cart
+    "avg_viewed_price_30d": "float64",  # NaN when nothing priced was viewed
+    "avg_purchased_price_30d": "float64",
+    "days_since_last_purchase": "float64",  # NaN when never purchased
+    "seconds_since_last_event": "float64",
+    "rfm_recency": "int64",  # 1..5 quintile scores among users active in the snapshot (5 = best)
+    "rfm_frequency": "int64",
+    "rfm_monetary": "int64",
+    "journey_stage": "int64",  # ordinal index into STAGES of the user's last event before the snapshot
+}
+
+ITEM_POPULARITY_FEATURES: Final[dict[str, FeatureType]] = {
+    "item_views_7d": "int64",
+    "item_carts_7d": "int64",
+    "item_purchases_7d": "int64",
+    "view_to_cart_rate_7d": "float64",
+    "cart_to_purchase_rate_7d": "float64",
+    "item_price": "float64",  # last price seen before the snapshot
+    "item_category_id": "int64",
+}
+
+LAST_N_EVENTS: Final = 20
+SESSION_ACTIVITY_FEATURES: Final[dict[str, FeatureType]] = {
+    "session_events": "int64",
+    "session_views": "int64",
+    "session_carts": "int64",
+    "session_purchases": "int64",
+    "session_seconds_since_start": "float64",  # at the last event of the session
+    "session_last_item_ids": "int64_list",  # newest last, at most LAST_N_EVENTS
+    "session_last_event_types": "string_list",
+}
+SESSION_ACTIVITY_EXTRA_COLUMNS: Final = ("user_id", "event_timestamp", "created")
+
+REQUEST_INPUTS: Final[dict[str, FeatureType]] = {"candidate_price": "float64", "request_ts": "int64"}
+REQUEST_CONTEXT_FEATURES: Final[dict[str, FeatureType]] = {
+    "price_vs_user_avg_viewed": "float64",  # candidate price / user's average viewed price (1.0 when unknown)
+    "request_hour": "int64",
+    "request_weekday": "int64",
+}
+
+SNAPSHOT_TIMESTAMP: Final = "event_timestamp"  # Feast's event timestamp column of batch views
+CREATED_TIMESTAMP: Final = "created"

@@ -1,0 +1,203 @@
+"""Feast, configured from Journey settings: one `RepoConfig` per profile, apply, materialise, online reads.
+
+`feature_repo/feature_store.yaml` serves `cd feature_repo && feast apply` for the embedded profile; every Journey
+process builds its config here instead, so JOURNEY_* settings (data dir, Redis URL, PostgreSQL DSN, project) are
+the one source of truth and `prod` needs no YAML with secrets in it. Feast is imported lazily: `import feast` costs
+seconds, and callers that never touch the store should not pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+
+from journey.errors import InvalidInputError, ServiceUnavailableError
+from journey.settings import PROJECT_ROOT, Profile, Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+    from feast.repo_config import RepoConfig
+
+log = logging.getLogger(__name__)
+
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+REPO_MODULES = ("entities", "data_sources", "feature_views", "on_demand", "feature_services")
+
+
+def redis_connection_string(url: str) -> str:
+    """`redis://[:password@]host:port/db` -> Feast's `host:port,db=N[,password=...]` (Feast has no URL parser)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise InvalidInputError(f"not a redis:// URL: {url!r}", field="JOURNEY_REDIS_URL", value=url)
+    db = parts.path.lstrip("/") or "0"
+    out = f"{parts.hostname}:{parts.port or 6379},db={db}"
+    if parts.password:
+        out += f",password={parts.password}"
+    if parts.scheme == "rediss":
+        out += ",ssl=true"
+    return out
+
+
+def postgres_params(dsn: str) -> dict[str, Any]:
+    """SQLAlchemy URL -> the separate fields Feast's PostgreSQL configs want."""
+    url = make_url(dsn)
+    return {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 5432,
+        "database": url.database or "postgres",
+        "user": url.username or "postgres",
+        "password": url.password or "",
+        "sslmode": str(url.query.get("sslmode", "prefer")),
+    }
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """The Feast configuration of the active profile."""
+    from feast.repo_config import RegistryConfig, RepoConfig
+
+    common: dict[str, Any] = {
+        "project": settings.feast_project,
+        "provider": "local",
+        "entity_key_serialization_version": 3,
+        "repo_path": FEATURE_REPO,
+    }
+    if settings.profile is Profile.PROD:
+        pg = postgres_params(settings.postgres_dsn)
+        return RepoConfig(
+            **common,
+            registry=RegistryConfig(
+                registry_type="sql",
+                path=settings.postgres_dsn,
+                cache_ttl_seconds=60,
+                sqlalchemy_config_kwargs={"pool_pre_ping": True},
+            ),
+            online_store={"type": "redis", "connection_string": redis_connection_string(settings.redis_url)},
+            offline_store={
+                "type": "journey.feast_postgres.WritablePostgreSQLOfflineStore",
+                "db_schema": settings.offline_schema,
+                **pg,
+            },
+        )
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    return RepoConfig(
+        **common,
+        registry=RegistryConfig(path=str(settings.feast_dir / "registry.db"), cache_ttl_seconds=60),
+        online_store={"type": "sqlite", "path": str(settings.feast_dir / "online.db")},
+        offline_store={"type": "file"},
+    )
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """A FeatureStore for the active profile (the registry is read lazily by Feast)."""
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(FEATURE_REPO), config=repo_config(settings))
+
+
+@contextlib.contextmanager
+def _fresh_repo_modules() -> Iterator[None]:
+    """Import the repo's modules anew so they read the current settings (Feast imports them by bare name)."""
+    for name in REPO_MODULES:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(FEATURE_REPO))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(FEATURE_REPO))
+        for name in REPO_MODULES:
+            sys.modules.pop(name, None)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    project: str
+    diff: str
+    objects: dict[str, list[str]]
+
+
+def apply(settings: Settings) -> ApplyResult:
+    """`feast apply` for the active profile: register definitions, create online tables, drop removed objects."""
+    from feast.repo_operations import apply_total_with_repo_instance, parse_repo
+
+    from journey.offline import OfflineTables
+
+    ensure_push_table(OfflineTables(settings))
+    store = open_store(settings)
+    with _fresh_repo_modules():
+        repo = parse_repo(FEATURE_REPO)
+    out = io.StringIO()
+    with _store_errors(settings), contextlib.redirect_stdout(out):
+        apply_total_with_repo_instance(store, settings.feast_project, store.registry, repo, False)
+    objects = {
+        "entities": sorted(e.name for e in repo.entities),
+        "feature_views": sorted(v.name for v in repo.feature_views),
+        "on_demand_feature_views": sorted(v.name for v in repo.on_demand_feature_views),
+        "feature_services": sorted(s.name for s in repo.feature_services),
+    }
+    log.info("feast apply done", extra={"project": settings.feast_project, **objects})
+    return ApplyResult(settings.feast_project, out.getvalue(), objects)
+
+
+def ensure_push_table(tables: Any) -> None:
+    """The push source's batch table must exist before the first push or materialisation."""
+    from journey.contracts import SESSION_ACTIVITY
+    from journey.session_features import empty_session_rows
+
+    if not tables.exists(SESSION_ACTIVITY):
+        tables.write(SESSION_ACTIVITY, empty_session_rows(), "replace")
+
+
+def feature_service(store: FeatureStore, name: str) -> FeatureService:
+    """Resolve a feature service by name with a clear error (Feast's message lists nothing useful)."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException as exc:
+        known = sorted(s.name for s in store.list_feature_services())
+        raise InvalidInputError(
+            f"unknown feature service {name!r}; known: {known or 'none (run journey features apply)'}",
+            field="feature_service",
+            value=name,
+        ) from exc
+
+
+@contextlib.contextmanager
+def _store_errors(settings: Settings) -> Iterator[None]:
+    """Connection failures of Redis/PostgreSQL become ServiceUnavailableError naming the endpoint."""
+    import psycopg
+    import redis
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise ServiceUnavailableError(
+            f"online store unreachable at {settings.redis_url}: {exc}. Start Redis, then re-run (it is safe)."
+        ) from exc
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+        where = make_url(settings.postgres_dsn).render_as_string(hide_password=True)
+        raise ServiceUnavailableError(f"PostgreSQL unreachable at {where}: {exc}") from exc
+
+
+def materialize(settings: Settings, end: datetime, views: list[str] | None = None) -> dict[str, Any]:
+    """Incremental materialisation up to `end`; see journey.materialize for why it is safe to re-run."""
+    from journey.materialize import materialize_incremental
+
+    store = open_store(settings)
+    with _store_errors(settings):
+        return materialize_incremental(store, end, views)
+
+
+def repo_path() -> Path:
+    return FEATURE_REPO
