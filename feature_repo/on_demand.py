@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from data_sources import request_inputs
-from feast import on_demand_feature_view
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.field import Field
 from feast.types import Float64, Int64
 from feature_views import user_activity

@@ -75,15 +75,15 @@ def repo_config(settings: Settings) -> RepoConfig:
         pg = postgres_params(settings.postgres_dsn)
         return RepoConfig(
             **common,
-            registry=RegistryConfig(
-                registry_type="sql",
-                path=settings.postgres_dsn,
-                cache_ttl_seconds=60,
-                sqlalchemy_config_kwargs={"pool_pre_ping": True},
-            ),
+            registry={  # a dict, so Feast builds its SqlRegistryConfig (a RegistryConfig instance is rejected)
+                "registry_type": "sql",
+                "path": settings.postgres_dsn,
+                "cache_ttl_seconds": 60,
+                "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
+            },
             online_store={"type": "redis", "connection_string": redis_connection_string(settings.redis_url)},
             offline_store={
-                "type": "journey.feast_postgres.WritablePostgreSQLOfflineStore",
+                "type": "postgres",
                 "db_schema": settings.offline_schema,
                 **pg,
             },
@@ -111,7 +111,8 @@ def _fresh_repo_modules() -> Iterator[None]:
         sys.modules.pop(name, None)
     sys.path.insert(0, str(FEATURE_REPO))
     try:
-        yield
+        with contextlib.chdir(FEATURE_REPO):  # Feast names modules by their path relative to the cwd
+            yield
     finally:
         sys.path.remove(str(FEATURE_REPO))
         for name in REPO_MODULES:
@@ -139,7 +140,7 @@ def apply(settings: Settings) -> ApplyResult:
     with _store_errors(settings), contextlib.redirect_stdout(out):
         apply_total_with_repo_instance(store, settings.feast_project, store.registry, repo, False)
     objects = {
-        "entities": sorted(e.name for e in repo.entities),
+        "entities": sorted(e.name for e in repo.entities if not e.name.startswith("__")),
         "feature_views": sorted(v.name for v in repo.feature_views),
         "on_demand_feature_views": sorted(v.name for v in repo.on_demand_feature_views),
         "feature_services": sorted(s.name for s in repo.feature_services),

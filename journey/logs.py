@@ -14,6 +14,9 @@ from journey.settings import Settings
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+_NOISY_AT_INFO = ("feast.infra.registry.registry", "feast.infra.registry.caching_registry")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with `extra=` fields at the top level, for log shippers."""
 
@@ -49,3 +52,6 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    # Feast logs every registry cache refresh at INFO (a dozen lines per command); keep its warnings and errors.
+    for noisy in _NOISY_AT_INFO:
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

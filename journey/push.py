@@ -1,8 +1,10 @@
 """The real-time path: canonical events -> `session_activity` rows -> Feast push (online + offline).
 
 Used by `journey features push` now and by the `/events` endpoint later. New events are folded onto the session's
-stored state (read from the online store), so a session's counters continue across requests; every event's row goes
-to the offline store (training sees the same history), only the newest row per session to the online store.
+stored state (read from the online store), so a session's counters continue across requests; every event's row is
+appended to the push source's batch table (training sees the same history), only the newest row per session goes
+to the online store. Offline rows are written by `journey.offline` rather than Feast's offline push because Feast's
+PostgreSQL offline store cannot write (no `offline_write_batch`), and one code path for both profiles is simpler.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from journey.session_features import SESSION_ROW_SCHEMA, latest_per_session, ses
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+    from journey.offline import OfflineTables
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +96,10 @@ def push_events(
         prior = read_session_state(store, sessions)
     rows = session_rows(events, prior=prior)
     began = time.perf_counter()
-    store.push(SESSION_PUSH_SOURCE, rows.to_pandas(), to=PushMode.OFFLINE)
     latest = latest_per_session(rows)
     store.push(SESSION_PUSH_SOURCE, latest.to_pandas(), to=PushMode.ONLINE)
     seconds = time.perf_counter() - began
+    tables.write(SESSION_ACTIVITY, rows, "append")
     newest = pc.max(events["event_timestamp"]).as_py()
     lag = (datetime.now(UTC) - newest).total_seconds() if newest else None
     log.info(
@@ -110,11 +114,13 @@ def push_events(
     return latest.num_rows, seconds, lag
 
 
-def push_records(store: FeatureStore, records: Sequence[Mapping[str, Any]], now: datetime | None = None) -> PushResult:
+def push_records(
+    store: FeatureStore, tables: OfflineTables, records: Sequence[Mapping[str, Any]], now: datetime | None = None
+) -> PushResult:
     """Validate JSON-like events, push the good ones, report the bad ones (never a silent drop)."""
     result = validate_records(records, now=now)
     events = canonicalize(result.valid) if result.valid.num_rows else EVENT_SCHEMA.empty_table()
-    sessions, seconds, lag = push_events(store, events)
+    sessions, seconds, lag = push_events(store, tables, events)
     rejects = result.rejects.to_pylist()
     return PushResult(
         accepted=events.num_rows,

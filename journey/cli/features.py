@@ -95,7 +95,9 @@ def push(
                 raise InvalidInputError(
                     f"line {number}: not JSON ({exc.msg})", field=f"line {number}", value=line[:80]
                 ) from exc
-    result = push_records(open_store(settings), records)
+    from journey.offline import OfflineTables
+
+    result = push_records(open_store(settings), OfflineTables(settings), records)
     console.print(
         f"accepted {result.accepted}, rejected {result.rejected}, sessions updated {result.sessions}, "
         f"visible after {result.push_seconds * 1000:.1f} ms"
