@@ -84,7 +84,7 @@ def read_session_state(store: FeatureStore, session_ids: list[str]) -> pa.Table:
 
 
 def push_events(
-    store: FeatureStore, events: pa.Table, prior: pa.Table | None = None
+    store: FeatureStore, tables: OfflineTables, events: pa.Table, prior: pa.Table | None = None
 ) -> tuple[int, float, float | None]:
     """Push validated canonical events; returns (sessions, seconds to visible, lag of the newest event)."""
     from feast.data_source import PushMode
