@@ -197,7 +197,7 @@ def materialize(settings: Settings, end: datetime, views: list[str] | None = Non
 
     store = open_store(settings)
     with _store_errors(settings):
-        return materialize_incremental(store, end, views)
+        return materialize_incremental(store, settings, end, views)
 
 
 def repo_path() -> Path:

@@ -1,54 +1,275 @@
 """Incremental, idempotent, restartable materialisation (offline store -> online store).
 
-Feast records a view's materialised interval in the registry only after the view's rows are written, and online
-writes are upserts that keep the newest event timestamp per entity (Redis checks the stored `_ts`, SQLite replaces
-by key). So a run that crashes half-way leaves the interval unrecorded; the next run writes the same interval again
-and ends with exactly the state an uninterrupted run would have produced.
+Safety: a view's interval is recorded in the Feast registry only after its rows are written, and writes are upserts
+that never replace a newer row (the stored `_ts` is compared first). A run that crashes half-way leaves the interval
+unrecorded; the next run writes the same interval again and ends in the state an uninterrupted run would have.
+
+Speed: Feast's Python engine moves ~25-80k feature values/s here (PostgreSQL `fetchall`, a ValueProto object per
+value, an mmh3 hash per value). For Redis and views of scalar features this module keeps Feast's storage format
+(key = serialised entity key + project, field = mmh3("<view>:<feature>"), value = serialised ValueProto, `_ts:<view>`
+= serialised Timestamp) and its registry intervals, but pulls the latest row per entity in one SQL query and encodes
+values column by column (doubles as fixed 9-byte records, integers through a cache of their distinct values, both
+checked against Feast's own serialiser in tests). Other views and stores use Feast's engine unchanged.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from journey.errors import InvalidInputError
+from journey.settings import Profile, Settings
+
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
 
 log = logging.getLogger(__name__)
 
-# First run of a view: how far back to look when the registry has no interval yet (snapshots are daily; a view's
-# TTL bounds what online serving may use anyway, so older rows would never be read).
+# First run of a view: how far back to look when the registry has no interval yet.
 DEFAULT_LOOKBACK = timedelta(days=3650)
+WRITE_BATCH = 2_000  # entities per Redis pipeline: bounded memory, few round trips
+_DOUBLE_TAG = np.uint8(0x29)  # ValueProto.double_val: field 5, wire type 1 (64-bit)
 
 
-def materialize_incremental(store: FeatureStore, end: datetime, views: list[str] | None = None) -> dict[str, Any]:
-    """Materialise every batch view (or `views`) from its last recorded end to `end`; returns per-view stats."""
+def materialize_incremental(
+    store: FeatureStore, settings: Settings, end: datetime, views: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Materialise every online batch view (or `views`) from its last recorded end to `end`."""
     end = end.astimezone(UTC)
-    selected = [v for v in store.list_batch_feature_views() if v.online and (views is None or v.name in views)]
-    if views is not None:
-        unknown = sorted(set(views) - {v.name for v in selected})
-        if unknown:
-            from journey.errors import InvalidInputError
-
-            raise InvalidInputError(f"unknown feature view(s) {unknown}", field="views", value=unknown)
+    available = {v.name: v for v in store.list_batch_feature_views() if v.online}
+    unknown = sorted(set(views or []) - set(available))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown feature view(s) {unknown}; known: {sorted(available)}", field="view", value=unknown
+        )
     stats: dict[str, Any] = {}
-    for view in selected:
-        start = _last_end(view) or end - DEFAULT_LOOKBACK
+    for name in views or sorted(available):
+        view = available[name]
+        start = last_materialized(view) or end - DEFAULT_LOOKBACK
         if start >= end:
-            stats[view.name] = {"skipped": "up to date", "start": start.isoformat(), "end": end.isoformat()}
+            stats[name] = {"skipped": "up to date", "end": end.isoformat()}
             continue
         began = time.perf_counter()
-        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
-        seconds = time.perf_counter() - began
-        stats[view.name] = {"start": start.isoformat(), "end": end.isoformat(), "seconds": round(seconds, 3)}
-        log.info("materialised view", extra={"view": view.name, **stats[view.name]})
+        info = _materialize_view(store, settings, view, start, end)
+        info.update(start=start.isoformat(), end=end.isoformat(), seconds=round(time.perf_counter() - began, 3))
+        stats[name] = info
+        log.info("materialised view", extra={"view": name, **info})
     return stats
 
 
-def _last_end(view: Any) -> datetime | None:
-    intervals = getattr(view, "materialization_intervals", None) or []
-    if not intervals:
-        return None
-    return max(end for _, end in intervals).astimezone(UTC)
+def last_materialized(view: FeatureView) -> datetime | None:
+    intervals = view.materialization_intervals or []
+    return max(e for _, e in intervals).astimezone(UTC) if intervals else None
+
+
+def _materialize_view(
+    store: FeatureStore, settings: Settings, view: FeatureView, start: datetime, end: datetime
+) -> dict[str, Any]:
+    if store.config.online_store.type != "redis" or not _scalar_only(view):
+        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        return {"engine": "feast"}
+    rows = pull_latest(settings, view, start, end)
+    written = RedisWriter(store).write(view, rows)
+    store.registry.apply_materialization(view, store.project, start, end)
+    return {"engine": "journey-redis", "entities": written, "values": written * len(view.features)}
+
+
+def _scalar_only(view: FeatureView) -> bool:
+    from feast.types import Float64, Int64
+
+    return all(f.dtype in (Int64, Float64) for f in view.features) and len(view.join_keys) == 1
+
+
+# --- pull: the newest row per entity inside (start, end] ---------------------------------------------------------
+
+
+def pull_latest(settings: Settings, view: FeatureView, start: datetime, end: datetime) -> pa.Table:
+    """Entity key, `event_ts_us` and the features, one row per entity (newest event, then newest created)."""
+    key = view.join_keys[0]
+    features = [f.name for f in view.features]
+    if settings.profile is Profile.PROD:
+        return _pull_postgres(settings, view.name, key, features, start, end)
+    return _pull_parquet(settings, view.name, key, features, start, end)
+
+
+def _pull_parquet(
+    settings: Settings, view: str, key: str, features: list[str], start: datetime, end: datetime
+) -> pa.Table:
+    import duckdb
+
+    path = settings.offline_dir / f"{view}.parquet"
+    cols = ", ".join(f'"{c}"' for c in features)
+    sql = f"""
+        SELECT "{key}", epoch_us(event_timestamp) AS event_ts_us, {cols}
+        FROM read_parquet(?)
+        WHERE event_timestamp > ? AND event_timestamp <= ?
+        QUALIFY row_number() OVER (PARTITION BY "{key}" ORDER BY event_timestamp DESC, created DESC) = 1
+    """
+    with duckdb.connect() as con:
+        return con.execute(sql, [str(path), start, end]).to_arrow_table()
+
+
+def _pull_postgres(
+    settings: Settings, view: str, key: str, features: list[str], start: datetime, end: datetime
+) -> pa.Table:
+    """One round trip: PostgreSQL renders the whole result as a single CSV text value.
+
+    COPY TO STDOUT (and fetchall) hand rows to Python one at a time (~50 us each here); a single aggregated value
+    moves 20k rows in milliseconds. Doubles print with round-trip precision (PostgreSQL >= 12).
+    """
+    import psycopg
+
+    from journey.feature_store import postgres_params
+
+    params = postgres_params(settings.postgres_dsn)
+    names = [key, "event_ts_us", *features]
+    feature_cells = ", ".join(f"coalesce(\"{c}\"::text, '')" for c in features)
+    columns = ", ".join(f'"{c}"' for c in features)
+    query = f"""
+        SELECT string_agg(concat_ws(',', "{key}"::text, event_ts_us::text, {feature_cells}), E'\\n')
+        FROM (
+            SELECT DISTINCT ON ("{key}") "{key}", (extract(epoch FROM event_timestamp) * 1000000)::bigint AS event_ts_us,
+                   {columns}
+            FROM "{settings.offline_schema}"."{view}"
+            WHERE event_timestamp > %s AND event_timestamp <= %s
+            ORDER BY "{key}", event_timestamp DESC, created DESC
+        ) latest
+    """
+    with psycopg.connect(
+        host=params["host"], port=params["port"], dbname=params["database"], user=params["user"],
+        password=params["password"] or None, sslmode=params["sslmode"], connect_timeout=5,
+    ) as conn:
+        row = conn.execute(query, (start, end)).fetchone()
+    text = (row[0] if row else None) or ""
+    types = {key: pa.int64(), "event_ts_us": pa.int64(), **{f: pa.float64() for f in features}}
+    if not text:
+        return pa.table({n: pa.array([], types[n]) for n in names})
+    return pcsv.read_csv(
+        io.BytesIO(text.encode()),
+        read_options=pcsv.ReadOptions(column_names=names),
+        convert_options=pcsv.ConvertOptions(column_types=types),
+    )
+
+
+# --- encode + write (Feast's Redis layout) -----------------------------------------------------------------------
+
+
+def encode_doubles(values: np.ndarray) -> list[bytes]:
+    """ValueProto(double_val=v) bytes per value; NaN -> b"" (Feast stores NaN as an empty, i.e. null, value)."""
+    values = np.ascontiguousarray(values, dtype="<f8")
+    records = np.empty((values.size, 9), dtype=np.uint8)
+    records[:, 0] = _DOUBLE_TAG
+    records[:, 1:] = values.view(np.uint8).reshape(-1, 8)
+    blob = records.tobytes()
+    out = [blob[i : i + 9] for i in range(0, len(blob), 9)]
+    for i in np.flatnonzero(np.isnan(values)):
+        out[i] = b""
+    return out
+
+
+def encode_with(encode_one: Callable[[Any], bytes], values: np.ndarray) -> list[bytes]:
+    """Encode each distinct value once (counts and ids repeat a lot), then fan out."""
+    uniques, inverse = np.unique(values, return_inverse=True)
+    table = np.array([encode_one(v) for v in uniques.tolist()], dtype=object)
+    return list(table[inverse])
+
+
+def _encode_column(column: pa.ChunkedArray | pa.Array, dtype: Any) -> list[bytes]:
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    from feast.types import Float64
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if dtype == Float64:
+        return encode_doubles(np.asarray(pc.fill_null(pc.cast(arr, pa.float64()), np.nan).to_numpy()))
+    ints = np.asarray(pc.fill_null(pc.cast(arr, pa.int64()), 0).to_numpy())
+    out = encode_with(lambda v: ValueProto(int64_val=int(v)).SerializeToString(), ints)
+    for i in np.flatnonzero(np.asarray(arr.is_null().to_numpy(zero_copy_only=False))):
+        out[i] = b""
+    return out
+
+
+def _timestamp_bytes(ts_us: np.ndarray) -> list[bytes]:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    def one(us: int) -> bytes:
+        return Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000).SerializeToString()
+
+    return encode_with(one, ts_us)
+
+
+class RedisWriter:
+    """Upserts rows into Feast's Redis layout, skipping entities whose stored row is newer."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        from feast.infra.online_stores.helpers import _mmh3
+
+        self.store = store
+        self.config = store.config
+        self.client = store._get_provider().online_store._get_client(self.config.online_store)  # type: ignore[attr-defined]
+        self._mmh3 = _mmh3
+
+    def write(self, view: FeatureView, rows: pa.Table) -> int:
+        if rows.num_rows == 0:
+            return 0
+        key = view.join_keys[0]
+        fields = [self._mmh3(f"{view.name}:{f.name}") for f in view.features]
+        ts_field = f"_ts:{view.name}".encode()
+        columns = [_encode_column(rows[f.name], f.dtype) for f in view.features]
+        ts_us = np.asarray(rows["event_ts_us"].to_numpy())
+        stamps = _timestamp_bytes(ts_us)
+        keys = self._entity_keys(key, rows[key], view)
+        written = 0
+        ttl = self.config.online_store.key_ttl_seconds
+        for begin in range(0, rows.num_rows, WRITE_BATCH):
+            batch = range(begin, min(begin + WRITE_BATCH, rows.num_rows))
+            newer = self._stored_is_newer([keys[i] for i in batch], ts_field, ts_us[begin : batch.stop])
+            with self.client.pipeline(transaction=False) as pipe:
+                for offset, i in enumerate(batch):
+                    if newer[offset]:
+                        continue
+                    mapping: dict[bytes, bytes] = dict(zip(fields, (c[i] for c in columns), strict=True))
+                    mapping[ts_field] = stamps[i]
+                    pipe.hset(keys[i], mapping=mapping)  # type: ignore[arg-type]
+                    if ttl:
+                        pipe.expire(keys[i], ttl)
+                    written += 1
+                pipe.execute()
+        return written
+
+    def _entity_keys(self, join_key: str, values: pa.ChunkedArray, view: FeatureView) -> list[bytes]:
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+        project = self.config.project.encode()
+        version = self.config.entity_key_serialization_version
+        return [
+            serialize_entity_key(EntityKey(join_keys=[join_key], entity_values=[ValueProto(int64_val=v)]),
+                                 entity_key_serialization_version=version) + project
+            for v in values.to_pylist()
+        ]
+
+    def _stored_is_newer(self, keys: list[bytes], ts_field: bytes, new_us: np.ndarray) -> list[bool]:
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        with self.client.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.hget(k, ts_field)
+            stored = pipe.execute()
+        out = []
+        for raw, new in zip(stored, new_us.tolist(), strict=True):
+            if not raw:
+                out.append(False)
+                continue
+            ts = Timestamp.FromString(raw)
+            out.append(ts.seconds * 1_000_000 + ts.nanos // 1000 > new)
+        return out
