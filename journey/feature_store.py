@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 
 from journey.errors import InvalidInputError, ServiceUnavailableError
-from journey.settings import PROJECT_ROOT, Profile, Settings
+from journey.settings import PROJECT_ROOT, Profile, Settings, use_settings
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -134,7 +134,7 @@ def apply(settings: Settings) -> ApplyResult:
 
     ensure_push_table(OfflineTables(settings))
     store = open_store(settings)
-    with _fresh_repo_modules():
+    with use_settings(settings), _fresh_repo_modules():
         repo = parse_repo(FEATURE_REPO)
     out = io.StringIO()
     with _store_errors(settings), contextlib.redirect_stdout(out):
@@ -202,3 +202,14 @@ def materialize(settings: Settings, end: datetime, views: list[str] | None = Non
 
 def repo_path() -> Path:
     return FEATURE_REPO
+
+
+def teardown_project(store: FeatureStore) -> None:
+    """Remove this project's online data and registry entries, and nothing else.
+
+    Feast's `FeatureStore.teardown()` deletes *every* project in the registry (it loops over `list_projects()`),
+    which on a shared SQL registry wipes other teams' (and other tests') definitions.
+    """
+    views = [*store.list_feature_views()]
+    store._get_provider().teardown_infra(store.project, views, store.list_entities())
+    store.registry.delete_project(store.project)

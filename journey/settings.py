@@ -7,6 +7,9 @@ configs) lives in YAML files instead. `get_settings()` is cached so a process re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -95,7 +98,28 @@ class Settings(BaseSettings):
         return self.data_dir / "feast"
 
 
-@lru_cache(maxsize=1)
+_override: ContextVar[Settings | None] = ContextVar("journey_settings_override", default=None)
+
+
 def get_settings() -> Settings:
-    """The process-wide settings; cached so the environment is read once."""
+    """The process-wide settings (environment read once), unless `use_settings` is active."""
+    return _override.get() or _from_environment()
+
+
+@lru_cache(maxsize=1)
+def _from_environment() -> Settings:
     return Settings()
+
+
+get_settings.cache_clear = _from_environment.cache_clear  # type: ignore[attr-defined]
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Make `get_settings()` return `settings` inside the block (code that cannot take them as an argument, such as
+    the Feast repo modules that `feast apply` imports, reads them this way)."""
+    token = _override.set(settings)
+    try:
+        yield settings
+    finally:
+        _override.reset(token)
