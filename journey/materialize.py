@@ -138,7 +138,8 @@ def _pull_postgres(
     query = f"""
         SELECT string_agg(concat_ws(',', "{key}"::text, event_ts_us::text, {feature_cells}), E'\\n')
         FROM (
-            SELECT DISTINCT ON ("{key}") "{key}", (extract(epoch FROM event_timestamp) * 1000000)::bigint AS event_ts_us,
+            SELECT DISTINCT ON ("{key}") "{key}",
+                   (extract(epoch FROM event_timestamp) * 1000000)::bigint AS event_ts_us,
                    {columns}
             FROM "{settings.offline_schema}"."{view}"
             WHERE event_timestamp > %s AND event_timestamp <= %s

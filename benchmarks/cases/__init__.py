@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.cases import event_import
+from benchmarks.cases import event_import, feature_store, online_features
 from benchmarks.harness import Case
 
-CASES: list[Case] = [event_import.CASE]
+CASES: list[Case] = [event_import.CASE, feature_store.CASE, online_features.CASE]
