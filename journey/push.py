@@ -1,4 +1,4 @@
-"""The real-time path: canonical events -> `session_activity` rows -> Feast push (online + offline).
+"""The real-time path: canonical events -> `session_activity` rows -> online store + push source's batch table.
 
 Used by `journey features push` now and by the `/events` endpoint later. New events are folded onto the session's
 stored state (read from the online store), so a session's counters continue across requests; every event's row is
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from journey.contracts import SESSION, SESSION_ACTIVITY, SESSION_ACTIVITY_FEATURES, SESSION_PUSH_SOURCE, USER
+from journey.contracts import SESSION, SESSION_ACTIVITY, SESSION_ACTIVITY_FEATURES, USER
 from journey.errors import InvalidInputError
 from journey.events import EVENT_SCHEMA, ValidationResult, canonicalize, events_from_records, validate_events
 from journey.session_features import SESSION_ROW_SCHEMA, latest_per_session, session_rows
@@ -87,7 +87,7 @@ def push_events(
     store: FeatureStore, tables: OfflineTables, events: pa.Table, prior: pa.Table | None = None
 ) -> tuple[int, float, float | None]:
     """Push validated canonical events; returns (sessions, seconds to visible, lag of the newest event)."""
-    from feast.data_source import PushMode
+    from journey.materialize import write_online
 
     if events.num_rows == 0:
         return 0, 0.0, None
@@ -97,7 +97,7 @@ def push_events(
     rows = session_rows(events, prior=prior)
     began = time.perf_counter()
     latest = latest_per_session(rows)
-    store.push(SESSION_PUSH_SOURCE, latest.to_pandas(), to=PushMode.ONLINE)
+    write_online(store, SESSION_ACTIVITY, latest)
     seconds = time.perf_counter() - began
     tables.write(SESSION_ACTIVITY, rows, "append")
     newest = pc.max(events["event_timestamp"]).as_py()
