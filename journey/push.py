@@ -91,11 +91,11 @@ def push_events(
 
     if events.num_rows == 0:
         return 0, 0.0, None
+    began = time.perf_counter()  # visibility is measured from the moment the events are handed over
     if prior is None:
         sessions = pc.unique(events[SESSION]).to_pylist()
         prior = read_session_state(store, sessions)
     rows = session_rows(events, prior=prior)
-    began = time.perf_counter()
     latest = latest_per_session(rows)
     write_online(store, SESSION_ACTIVITY, latest)
     seconds = time.perf_counter() - began
