@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv (pip), install torch 2.13.0 (CPU) first, then the project with dev extras
 
-demo: install ## Generate demo data (synthetic + real samples) and show the manifests
+demo: install ## Generate demo data, build features, feast apply, materialise (later: train, serve)
 	$(BIN)/journey data generate --dataset demo --replace
 	@if [ -d "$(DATASETS)" ]; then \
 		$(BIN)/journey data import $(DATASETS)/retailrocket_sample/events.csv.gz --format retailrocket \
@@ -35,6 +35,9 @@ demo: install ## Generate demo data (synthetic + real samples) and show the mani
 		$(BIN)/journey data import $(DATASETS)/rees46_2019-Oct_head.csv.gz --format rees46 \
 			--dataset rees46-sample --replace; \
 	else echo "real samples not found at $(DATASETS) (set DATASETS=...): skipped"; fi
+	$(BIN)/journey features build --dataset demo
+	$(BIN)/journey features apply
+	$(BIN)/journey features materialize
 
 test: install ## Run the test suite (integration tests skip without services unless REQUIRE_SERVICES=1)
 	$(BIN)/pytest $(ARGS)

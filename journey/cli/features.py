@@ -23,11 +23,14 @@ def build(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Canonical event dataset to compute from.")] = "demo",
 ) -> None:
     """Compute daily user/item snapshots and the session history; write them to the profile's offline store."""
+    from training.datasets import write_session_history
     from training.features import build_features
 
     settings = start()
     with console.status("computing features") as status:
         locations = build_features(dataset, settings, progress=lambda step: status.update(step))
+        status.update("replaying session history")
+        locations["session_activity"] = write_session_history(dataset, settings)
     for view, where in locations.items():
         console.print(f"{view}: written to [bold]{where}[/]")
 
