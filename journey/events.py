@@ -178,7 +178,9 @@ def _event_type_check(event_type: pa.Array) -> np.ndarray:
         known = pc.is_in(event_type.dictionary, value_set=pa.array(EVENT_TYPES)).to_numpy(zero_copy_only=False)
         indices = event_type.indices.to_numpy(zero_copy_only=False)
         bad: np.ndarray = ~known[np.where(np.isnan(indices.astype(float)), 0, indices).astype(np.int64)]
-        return bad | np.asarray(event_type.is_null().to_numpy(zero_copy_only=False))
+        nulls: np.ndarray = np.asarray(event_type.is_null().to_numpy(zero_copy_only=False))
+        combined: np.ndarray = bad | nulls
+        return combined
     ok = pc.fill_null(pc.is_in(event_type, value_set=pa.array(EVENT_TYPES)), False)
     return ~np.asarray(ok.to_numpy(zero_copy_only=False))
 

@@ -77,7 +77,7 @@ def write_online(store: FeatureStore, view_name: str, rows: pa.Table) -> int:
         ts = pc.cast(rows["event_timestamp"], pa.int64())
         return RedisWriter(store).write(view, rows.append_column("event_ts_us", ts))
     store.write_to_online_store(view_name, rows.to_pandas())
-    return rows.num_rows
+    return int(rows.num_rows)
 
 
 def last_materialized(view: FeatureView) -> datetime | None:
@@ -238,7 +238,8 @@ def framed_column(column: pa.ChunkedArray | pa.Array, dtype: Any, head: bytes = 
 def _timestamp_proto(us: int) -> bytes:
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    return Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000).SerializeToString()
+    encoded: bytes = Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000).SerializeToString()
+    return encoded
 
 
 def _command(*parts: bytes) -> bytes:

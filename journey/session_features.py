@@ -119,7 +119,8 @@ def _windows(starts: np.ndarray, ends: np.ndarray, items: pa.Array, types: pa.Ar
 def _group_cumsum(flags: np.ndarray, start_of: np.ndarray) -> np.ndarray:
     total = np.cumsum(flags, dtype=np.int64)
     before = np.r_[0, total][start_of]
-    return total - before
+    result: np.ndarray = total - before
+    return result
 
 
 def _assemble(
@@ -167,7 +168,8 @@ def _first_ts_per_session(sessions: pa.Array, ts: np.ndarray) -> np.ndarray:
     codes = _np(pc.dictionary_encode(sessions).indices)
     first = np.full(codes.max() + 1, np.iinfo(np.int64).max)
     np.minimum.at(first, codes, ts)
-    return first[codes]
+    result: np.ndarray = first[codes]
+    return result
 
 
 def latest_per_session(rows: pa.Table) -> pa.Table:
