@@ -7,7 +7,7 @@ from feast import FeatureService
 from feature_views import item_popularity, session_activity, user_activity
 from on_demand import request_context
 
-from journey.contracts import NEXT_ACTION_V1, PURCHASE_PROPENSITY_V1
+from journey.contracts import NEXT_ACTION_V1, PURCHASE_PROPENSITY_V1, SESSION_ACTIVITY_FEATURES
 
 purchase_propensity_v1 = FeatureService(
     name=PURCHASE_PROPENSITY_V1,
@@ -25,7 +25,8 @@ purchase_propensity_v1 = FeatureService(
 
 next_action_v1 = FeatureService(
     name=NEXT_ACTION_V1,
-    features=[user_activity, session_activity],
+    # the session view's user_id column is a join helper, not a model input: project the session features only
+    features=[user_activity, session_activity[list(SESSION_ACTIVITY_FEATURES)]],
     description="PyTorch next action/intent: the session's last events plus the user's behaviour.",
     tags={"model": "next_action", "version": "1"},
 )

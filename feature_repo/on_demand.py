@@ -1,6 +1,5 @@
 """On-demand views (Python mode: ~10x faster than pandas mode online) over request-time inputs."""
 
-from datetime import UTC, datetime
 from typing import Any
 
 from data_sources import request_inputs
@@ -24,6 +23,9 @@ from journey.contracts import REQUEST_CONTEXT
     description="How the candidate's price compares with what the user usually views, and when the request is.",
 )
 def request_context(inputs: dict[str, Any]) -> dict[str, Any]:
+    # Feast rebuilds this function from its source text in a bare namespace: imports must live inside it.
+    from datetime import UTC, datetime
+
     ratios, hours, weekdays = [], [], []
     for price, avg, ts in zip(
         inputs["candidate_price"], inputs["avg_viewed_price_30d"], inputs["request_ts"], strict=True

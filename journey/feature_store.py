@@ -105,6 +105,16 @@ def open_store(settings: Settings) -> FeatureStore:
 
 
 @contextlib.contextmanager
+def opened_store(settings: Settings) -> Iterator[FeatureStore]:
+    """A store whose registry connections are closed on exit (for commands and tests, not long-lived servers)."""
+    store = open_store(settings)
+    try:
+        yield store
+    finally:
+        close_store(store)
+
+
+@contextlib.contextmanager
 def _fresh_repo_modules() -> Iterator[None]:
     """Import the repo's modules anew so they read the current settings (Feast imports them by bare name)."""
     for name in REPO_MODULES:
@@ -137,8 +147,11 @@ def apply(settings: Settings) -> ApplyResult:
     with use_settings(settings), _fresh_repo_modules():
         repo = parse_repo(FEATURE_REPO)
     out = io.StringIO()
-    with _store_errors(settings), contextlib.redirect_stdout(out):
-        apply_total_with_repo_instance(store, settings.feast_project, store.registry, repo, False)
+    try:
+        with _store_errors(settings), contextlib.redirect_stdout(out):
+            apply_total_with_repo_instance(store, settings.feast_project, store.registry, repo, False)
+    finally:
+        close_store(store)
     objects = {
         "entities": sorted(e.name for e in repo.entities if not e.name.startswith("__")),
         "feature_views": sorted(v.name for v in repo.feature_views),
@@ -195,8 +208,7 @@ def materialize(settings: Settings, end: datetime, views: list[str] | None = Non
     """Incremental materialisation up to `end`; see journey.materialize for why it is safe to re-run."""
     from journey.materialize import materialize_incremental
 
-    store = open_store(settings)
-    with _store_errors(settings):
+    with opened_store(settings) as store, _store_errors(settings):
         return materialize_incremental(store, settings, end, views)
 
 
@@ -204,12 +216,29 @@ def repo_path() -> Path:
     return FEATURE_REPO
 
 
+def close_store(store: FeatureStore) -> None:
+    """Release the SQL registry's pooled connections now (left to the garbage collector they leak until exit)."""
+    for engine in ("write_engine", "read_engine"):
+        if (pool := getattr(store.registry, engine, None)) is not None:
+            pool.dispose()
+
+
 def teardown_project(store: FeatureStore) -> None:
     """Remove this project's online data and registry entries, and nothing else.
 
     Feast's `FeatureStore.teardown()` deletes *every* project in the registry (it loops over `list_projects()`),
-    which on a shared SQL registry wipes other teams' (and other tests') definitions.
+    which on a shared SQL registry wipes other teams' (and other tests') definitions. Feast's `delete_project` also
+    keeps the feature views' version history, after which re-applying the same project name fails; it goes too.
     """
-    views = [*store.list_feature_views()]
-    store._get_provider().teardown_infra(store.project, views, store.list_entities())
-    store.registry.delete_project(store.project)
+    project = store.project
+    if views := store.list_feature_views():
+        store._get_provider().teardown_infra(project, views, store.list_entities())
+    if any(p.name == project for p in store.list_projects()):
+        store.registry.delete_project(project)
+    engine = getattr(store.registry, "write_engine", None)
+    if engine is not None:
+        from sqlalchemy import text
+
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM feature_view_version_history WHERE project_id = :p"), {"p": project})
+    close_store(store)

@@ -9,9 +9,11 @@ an empty or half-written table and a failed write leaves the old one as it was:
 - local: the new file is written to a temp file in the same folder and moved over the old one with `os.replace`.
   Append reads the file, concatenates and replaces it the same way; that is fine for the small daily increments
   the push path adds, not for bulk loads (use replace). Writers of one view are serialised by a lock file.
-- prod: rows are bulk-loaded with `COPY ... FROM STDIN` (CSV rendered by Arrow, never row by row) into a staging
-  table; dropping the old table and renaming the staging one happen in the same transaction, after the load.
-  Writers of one view are serialised by a transaction-level advisory lock.
+- prod: rows are bulk-loaded with `COPY ... FROM STDIN` into a staging table, never row by row: tables of
+  fixed-width, null-free columns (the batch views) in PostgreSQL's binary format laid out by NumPy, others as CSV
+  rendered by Arrow. Load, index, drop of the old table and rename of the staging one are one transaction, so
+  readers see the old table until the commit and a failed load leaves it untouched. Writers of one view are
+  serialised by a transaction-level advisory lock.
 
 `psycopg` is imported lazily, so the module (and the local profile) works without PostgreSQL's driver loaded.
 """

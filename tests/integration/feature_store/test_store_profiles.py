@@ -23,7 +23,7 @@ from journey.contracts import SESSION_ACTIVITY, USER_ACTIVITY, USER_ACTIVITY_FEA
 from journey.datasets.store import DatasetStore
 from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.errors import InvalidInputError, ServiceUnavailableError
-from journey.feature_store import apply, feature_service, materialize, open_store, teardown_project
+from journey.feature_store import apply, close_store, feature_service, materialize, open_store, teardown_project
 from journey.offline import OfflineTables
 from journey.push import push_records
 from journey.session_features import session_rows
@@ -60,9 +60,22 @@ def _settings(profile: str, tmp: Path, **overrides: Any) -> Settings:
 
 
 def _drop(settings: Settings) -> None:
-    store = open_store(settings)
-    teardown_project(store)
+    teardown_project(open_store(settings))
     OfflineTables(settings).drop_all()
+
+
+@pytest.fixture
+def stores() -> Iterator[Any]:
+    """Opens stores for a test and closes their registry connections afterwards."""
+    opened: list[Any] = []
+
+    def open_for(settings: Settings) -> Any:
+        opened.append(open_store(settings))
+        return opened[-1]
+
+    yield open_for
+    for store in opened:
+        close_store(store)
 
 
 @pytest.fixture(scope="module", params=["local", "prod"])
@@ -106,10 +119,10 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def test_online_features_equal_the_latest_offline_snapshot(built: Settings) -> None:
+def test_online_features_equal_the_latest_offline_snapshot(built: Settings, stores: Any) -> None:
     latest = _latest_offline(built)
     users = sorted(latest)[:60]
-    store = open_store(built)
+    store = stores(built)
     online = store.get_online_features(
         features=[f"{USER_ACTIVITY}:{f}" for f in USER_ACTIVITY_FEATURES], entity_rows=[{"user_id": u} for u in users]
     ).to_dict()
@@ -127,8 +140,8 @@ def test_a_second_materialise_is_a_no_op(built: Settings) -> None:
     assert all(info.get("skipped") == "up to date" for info in stats.values()), stats
 
 
-def test_push_makes_session_features_visible_at_once_and_continues_the_session(built: Settings) -> None:
-    store, tables = open_store(built), OfflineTables(built)
+def test_push_makes_session_features_visible_at_once_and_continues_the_session(built: Settings, stores: Any) -> None:
+    store, tables = stores(built), OfflineTables(built)
     session = f"push-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC).replace(microsecond=0)
 
@@ -160,8 +173,8 @@ def test_push_makes_session_features_visible_at_once_and_continues_the_session(b
     assert sorted(offline["session_events"].to_pylist()) == [1, 2, 3]
 
 
-def test_push_with_an_unknown_field_names_it_and_stores_nothing(built: Settings) -> None:
-    store, tables = open_store(built), OfflineTables(built)
+def test_push_with_an_unknown_field_names_it_and_stores_nothing(built: Settings, stores: Any) -> None:
+    store, tables = stores(built), OfflineTables(built)
     before = tables.read(SESSION_ACTIVITY).num_rows
     bad = {
         "event_id": "x",
@@ -180,8 +193,8 @@ def test_push_with_an_unknown_field_names_it_and_stores_nothing(built: Settings)
     assert tables.read(SESSION_ACTIVITY).num_rows == before
 
 
-def test_push_stores_good_events_and_reports_bad_ones(built: Settings) -> None:
-    store, tables = open_store(built), OfflineTables(built)
+def test_push_stores_good_events_and_reports_bad_ones(built: Settings, stores: Any) -> None:
+    store, tables = stores(built), OfflineTables(built)
     at = datetime.now(UTC).isoformat()
     good = {
         "event_id": "g1",
@@ -197,9 +210,9 @@ def test_push_stores_good_events_and_reports_bad_ones(built: Settings) -> None:
     assert result.rejects[0]["reason"] == "unknown_event_type" and result.rejects[0]["value"] == "click"
 
 
-def test_unknown_feature_service_is_named(built: Settings) -> None:
+def test_unknown_feature_service_is_named(built: Settings, stores: Any) -> None:
     with pytest.raises(InvalidInputError, match="purchase_propensity_v9"):
-        feature_service(open_store(built), "purchase_propensity_v9")
+        feature_service(stores(built), "purchase_propensity_v9")
 
 
 @pytest.fixture
@@ -209,7 +222,7 @@ def prod_settings(tmp_path: Path) -> Iterator[Settings]:
     _drop(settings)
 
 
-def test_materialise_with_redis_down_fails_clearly_and_a_rerun_recovers(prod_settings: Settings) -> None:
+def test_materialise_with_redis_down_fails_clearly_and_a_rerun_recovers(prod_settings: Settings, stores: Any) -> None:
     data = generate(SyntheticConfig(n_users=40, n_items=80, days=4, seed=5))
     DatasetStore(prod_settings.events_dir).write("shop", data.events, source={"kind": "test"})
     build_features("shop", prod_settings)
@@ -226,7 +239,7 @@ def test_materialise_with_redis_down_fails_clearly_and_a_rerun_recovers(prod_set
     latest = _latest_offline(prod_settings)
     user = min(latest)
     online = (
-        open_store(prod_settings)
+        stores(prod_settings)
         .get_online_features(features=[f"{USER_ACTIVITY}:views_30d"], entity_rows=[{"user_id": user}])
         .to_dict()
     )
@@ -234,7 +247,7 @@ def test_materialise_with_redis_down_fails_clearly_and_a_rerun_recovers(prod_set
 
 
 def test_a_crash_mid_materialise_leaves_the_interval_open_and_a_rerun_completes(
-    prod_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    prod_settings: Settings, monkeypatch: pytest.MonkeyPatch, stores: Any
 ) -> None:
     from journey import materialize as mat
 
@@ -258,7 +271,7 @@ def test_a_crash_mid_materialise_leaves_the_interval_open_and_a_rerun_completes(
     latest = _latest_offline(prod_settings)
     users = sorted(latest)
     online = (
-        open_store(prod_settings)
+        stores(prod_settings)
         .get_online_features(features=[f"{USER_ACTIVITY}:views_30d"], entity_rows=[{"user_id": u} for u in users])
         .to_dict()
     )
