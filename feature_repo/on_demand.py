@@ -3,8 +3,8 @@
 from typing import Any
 
 from data_sources import request_inputs
-from feast.on_demand_feature_view import on_demand_feature_view
 from feast.field import Field
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 from feature_views import user_activity
 
