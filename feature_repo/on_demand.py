@@ -11,7 +11,7 @@ from feature_views import user_activity
 from journey.contracts import REQUEST_CONTEXT
 
 
-@on_demand_feature_view(
+@on_demand_feature_view(  # type: ignore[untyped-decorator]  # Feast ships no types
     name=REQUEST_CONTEXT,
     sources=[user_activity[["avg_viewed_price_30d"]], request_inputs],
     schema=[
