@@ -277,12 +277,12 @@ def _malformed_rejects(read: _Read) -> pa.Table:
 
 
 def _prefix_ids(rejects: pa.Table, prefix: str) -> pa.Table:
-    """Show content-derived ids in rejects exactly as they would have been stored."""
+    """Show content-derived ids in rejects exactly as they would have been stored (see events.hex_ids)."""
     if not prefix or rejects.num_rows == 0:
         return rejects
-    is_id = pc.equal(rejects["field"], "event_id")
-    value = pc.if_else(is_id, pc.binary_join_element_wise(prefix, rejects["value"], ""), rejects["value"])
-    return rejects.set_column(rejects.schema.get_field_index("value"), "value", value)
+    fields, values = rejects["field"].to_pylist(), rejects["value"].to_pylist()
+    shown = [f"{prefix}{int(v):016x}" if f == "event_id" else v for f, v in zip(fields, values, strict=True)]
+    return rejects.set_column(rejects.schema.get_field_index("value"), "value", pa.array(shown, pa.string()))
 
 
 def _assign_sessions(valid: pa.Table, timeout_s: int) -> pa.Table:

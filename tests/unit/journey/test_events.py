@@ -132,7 +132,7 @@ def test_naive_timestamps_are_read_in_the_given_zone() -> None:
 
 def test_canonicalize_turns_integer_keys_into_prefixed_string_ids() -> None:
     table = events_from_records([event()]).set_column(0, "event_id", pa.array([123], pa.uint64()))
-    assert canonicalize(table, event_id_prefix="rr-")["event_id"].to_pylist() == ["rr-123"]
+    assert canonicalize(table, event_id_prefix="rr-")["event_id"].to_pylist() == ["rr-000000000000007b"]
 
 
 def test_duplicates_are_judged_among_good_rows_only() -> None:
