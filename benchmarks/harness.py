@@ -129,9 +129,17 @@ def to_markdown(results: Iterable[Result], meta: dict[str, Any]) -> str:
         "| case | measurement | median ms | p99 ms | throughput | ratio vs baseline | goal | met |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
+    results = list(results)
+    baselines = {(r.case, r.baseline) for r in results if r.baseline}
     for r in results:
         throughput = f"{_fmt(r.throughput)} {r.unit}/s" if r.throughput else "—"
-        ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else "baseline" if r.baseline is None else "—"
+        ratio = (
+            f"{r.ratio:.2f}x {r.baseline}"
+            if r.ratio is not None
+            else "baseline"
+            if (r.case, r.name) in baselines
+            else "—"
+        )
         goals = "; ".join(str(g) for g in r.goals) or "—"
         met = "; ".join({True: "met", False: "**not met**", None: "n/a"}[g.met(r)] for g in r.goals) or "—"
         lines.append(
