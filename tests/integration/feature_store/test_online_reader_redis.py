@@ -10,32 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from journey import contracts as c
 from journey.errors import ServiceUnavailableError
 from serving.features import OnlineFeatureReader
+from tests.factories.online import NOW, REQUEST_TS, assert_same_as_feast, frame, propensity_row
 
 pytestmark = pytest.mark.integration
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-REQUEST_TS = 1_795_000_000
-
-
-def frame(key: str, keys: list[Any], features: dict[str, c.FeatureType], stamp: datetime) -> pd.DataFrame:
-    n = len(keys)
-    data: dict[str, Any] = {key: keys, c.SNAPSHOT_TIMESTAMP: [stamp] * n, c.CREATED_TIMESTAMP: [stamp] * n}
-    for j, (name, kind) in enumerate(features.items()):
-        if kind == "int64":
-            data[name] = np.arange(n, dtype=np.int64) * (j + 1)
-        elif kind == "float64":  # every third NaN: Feast stores it as missing, reads None
-            data[name] = np.where(np.arange(n) % 3 == 0, np.nan, np.arange(n) * 1.25 + j)
-        elif kind == "int64_list":
-            data[name] = [list(range(i % 4)) for i in range(n)]
-        else:
-            data[name] = [["view", "add_to_cart"][: i % 3] for i in range(n)]
-    return pd.DataFrame(data)
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +30,6 @@ def store(prod_store: Any) -> Iterator[Any]:
     sessions[c.USER] = np.arange(10) + 100
     prod_store.write_to_online_store(c.SESSION_ACTIVITY, sessions)
     yield prod_store
-
-
-def typed(columns: dict[str, list[Any]]) -> list[tuple[str, list[tuple[str, Any]]]]:
-    return [(k, [(type(v).__name__, v) for v in values]) for k, values in columns.items()]
-
-
-def assert_same_as_feast(store: Any, service: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    ours = OnlineFeatureReader(store, service).read(rows)
-    feast = store.get_online_features(features=store.get_feature_service(service), entity_rows=rows).to_dict()
-    assert typed(ours) == typed(feast)
-    return ours
-
-
-def propensity_row(user: Any, item: Any, price: Any = 19.5, ts: Any = REQUEST_TS) -> dict[str, Any]:
-    return {c.USER: user, c.ITEM: item, c.SESSION: f"s{user}", "candidate_price": price, "request_ts": ts}
 
 
 def test_purchase_propensity_equals_feast_for_known_and_unknown_entities(store: Any) -> None:

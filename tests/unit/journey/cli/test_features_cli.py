@@ -25,8 +25,9 @@ def applied(settings: Settings) -> Settings:
 
 
 def test_build_apply_materialize_then_get_reads_a_user(applied: Settings) -> None:
-    result = runner.invoke(app, ["features", "get", "--service", "next_action_v1", "--entity", "user_id=1",
-                                 "--entity", "session_id=none"])
+    result = runner.invoke(
+        app, ["features", "get", "--service", "next_action_v1", "--entity", "user_id=1", "--entity", "session_id=none"]
+    )
     assert result.exit_code == 0, result.output
     assert "views_30d" in result.output and "session_events" in result.output
 
@@ -39,8 +40,14 @@ def test_build_says_where_each_view_went(applied: Settings) -> None:
 
 
 def test_push_reports_rejects_with_exit_2(applied: Settings, tmp_path: Path) -> None:
-    good = {"event_id": "a", "user_id": 1, "session_id": "s-1", "item_id": 2, "event_type": "view",
-            "event_timestamp": "2026-09-20T10:00:00+00:00"}
+    good = {
+        "event_id": "a",
+        "user_id": 1,
+        "session_id": "s-1",
+        "item_id": 2,
+        "event_type": "view",
+        "event_timestamp": "2026-09-20T10:00:00+00:00",
+    }
     bad = {**good, "event_id": "b", "event_type": "wishlist"}
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(json.dumps(e) for e in (good, bad)))
