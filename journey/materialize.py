@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # First run of a view: how far back to look when the registry has no interval yet.
 DEFAULT_LOOKBACK = timedelta(days=3650)
+PULL_WORK_MEM = "256MB"  # per materialisation query, not per server
 WRITE_BATCH = 2_000  # entities per Redis pipeline: bounded memory, few round trips
 _DOUBLE_TAG = np.uint8(0x29)  # ValueProto.double_val: field 5, wire type 1 (64-bit)
 
@@ -169,6 +170,8 @@ def _pull_postgres(
         sslmode=params["sslmode"],
         connect_timeout=5,
     ) as conn:
+        # the DISTINCT ON sort spills to disk at the default 4 MB work_mem (~1.5x slower): raise it for this query
+        conn.execute(f"SET LOCAL work_mem = '{PULL_WORK_MEM}'")
         row = conn.execute(query, (start, end)).fetchone()
     text = (row[0] if row else None) or ""
     types = {key: pa.int64(), "event_ts_us": pa.int64(), **{f: pa.float64() for f in features}}
