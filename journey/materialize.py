@@ -77,6 +77,8 @@ def write_online(store: FeatureStore, view_name: str, rows: pa.Table) -> int:
     if store.config.online_store.type == "redis":
         ts = pc.cast(rows["event_timestamp"], pa.int64())
         return RedisWriter(store).write(view, rows.append_column("event_ts_us", ts))
+    if "created" not in rows.column_names:
+        rows = rows.append_column("created", rows["event_timestamp"])
     store.write_to_online_store(view_name, rows.to_pandas())
     return int(rows.num_rows)
 
@@ -89,13 +91,20 @@ def last_materialized(view: FeatureView) -> datetime | None:
 def _materialize_view(
     store: FeatureStore, settings: Settings, view: FeatureView, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    if store.config.online_store.type != "redis" or not _scalar_only(view):
+    redis = store.config.online_store.type == "redis"
+    if settings.profile is Profile.PROD and not (redis and _scalar_only(view)):
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         return {"engine": "feast"}
     rows = pull_latest(settings, view, start, end)
-    written = RedisWriter(store).write(view, rows)
+    if redis:
+        written = RedisWriter(store).write(view, rows)
+    else:
+        # Feast's engine reads Parquet through Dask, which hashes list columns by pickling them (110 s for the demo's
+        # session history); the newest rows come from DuckDB instead and go through Feast's own online write.
+        ts = pa.array(rows["event_ts_us"].to_numpy(), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        written = write_online(store, view.name, rows.append_column("event_timestamp", ts).drop(["event_ts_us"]))
     store.registry.apply_materialization(view, store.project, start, end)
-    return {"engine": "journey-redis", "entities": written, "values": written * len(view.features)}
+    return {"engine": "journey", "entities": written, "values": written * len(view.features)}
 
 
 def _scalar_only(view: FeatureView) -> bool:
@@ -131,7 +140,7 @@ def _pull_parquet(
         QUALIFY row_number() OVER (PARTITION BY "{key}" ORDER BY event_timestamp DESC, created DESC) = 1
     """
     with duckdb.connect() as con:
-        return con.execute(sql, [str(path), start, end]).to_arrow_table()
+        return con.sql(sql, params=[str(path), start, end]).to_arrow_table()
 
 
 def _pull_postgres(
