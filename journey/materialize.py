@@ -18,6 +18,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -95,16 +96,25 @@ def _materialize_view(
     if settings.profile is Profile.PROD and not (redis and _scalar_only(view)):
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         return {"engine": "feast"}
-    rows = pull_latest(settings, view, start, end)
     if redis:
-        written = RedisWriter(store).write(view, rows)
-    else:
-        # Feast's engine reads Parquet through Dask, which hashes list columns by pickling them (110 s for the demo's
-        # session history); the newest rows come from DuckDB instead and go through Feast's own online write.
-        ts = pa.array(rows["event_ts_us"].to_numpy(), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-        written = write_online(store, view.name, rows.append_column("event_timestamp", ts).drop(["event_ts_us"]))
+        written = pull_and_write(store, settings, view, start, end)
+        store.registry.apply_materialization(view, store.project, start, end)
+        return {"engine": "journey", "entities": written, "values": written * len(view.features)}
+    # Feast's engine reads Parquet through Dask, which hashes list columns by pickling them (110 s for the demo's
+    # session history); the newest rows come from DuckDB instead and go through Feast's own online write.
+    rows = pull_latest(settings, view, start, end)
+    ts = pa.array(rows["event_ts_us"].to_numpy(), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    written = write_online(store, view.name, rows.append_column("event_timestamp", ts).drop(["event_ts_us"]))
     store.registry.apply_materialization(view, store.project, start, end)
     return {"engine": "journey", "entities": written, "values": written * len(view.features)}
+
+
+def pull_and_write(store: FeatureStore, settings: Settings, view: FeatureView, start: datetime, end: datetime) -> int:
+    """Pull key range i+1 (PostgreSQL works in its own process) while range i is written to Redis: two cores busy."""
+    writer = RedisWriter(store)
+    with ThreadPoolExecutor(max_workers=1) as puller:
+        pulls = [puller.submit(pull_latest, settings, view, start, end, r) for r in key_ranges(settings, view, 4)]
+        return sum(writer.write(view, pull.result()) for pull in pulls)
 
 
 def _scalar_only(view: FeatureView) -> bool:
@@ -117,13 +127,51 @@ def _scalar_only(view: FeatureView) -> bool:
 # --- pull: the newest row per entity inside (start, end] ---------------------------------------------------------
 
 
-def pull_latest(settings: Settings, view: FeatureView, start: datetime, end: datetime) -> pa.Table:
-    """Entity key, `event_ts_us` and the features, one row per entity (newest event, then newest created)."""
+def pull_latest(
+    settings: Settings, view: FeatureView, start: datetime, end: datetime, keys: tuple[int, int] | None = None
+) -> pa.Table:
+    """Entity key, `event_ts_us` and the features, one row per entity (newest event, then newest created).
+
+    `keys` limits a PostgreSQL pull to an inclusive range of entity keys (see `key_ranges`).
+    """
     key = view.join_keys[0]
     features = [f.name for f in view.features]
     if settings.profile is Profile.PROD:
-        return _pull_postgres(settings, view.name, key, features, start, end)
+        return _pull_postgres(settings, view.name, key, features, start, end, keys)
     return _pull_parquet(settings, view.name, key, features, start, end)
+
+
+def key_ranges(settings: Settings, view: FeatureView, parts: int) -> list[tuple[int, int] | None]:
+    """Split an integer entity key space into `parts` inclusive ranges (min/max come from the key index)."""
+    if settings.profile is not Profile.PROD or parts <= 1:
+        return [None]
+    key = view.join_keys[0]
+    with _pg_connect(settings) as conn:
+        row = conn.execute(
+            f'SELECT min("{key}"), max("{key}") FROM "{settings.offline_schema}"."{view.name}"'
+        ).fetchone()
+    if not row or row[0] is None:
+        return [None]
+    low, high = int(row[0]), int(row[1])
+    step = max(1, (high - low + parts) // parts)
+    return [(lo, min(lo + step - 1, high)) for lo in range(low, high + 1, step)]
+
+
+def _pg_connect(settings: Settings) -> Any:
+    import psycopg
+
+    from journey.feature_store import postgres_params
+
+    params = postgres_params(settings.postgres_dsn)
+    return psycopg.connect(
+        host=params["host"],
+        port=params["port"],
+        dbname=params["database"],
+        user=params["user"],
+        password=params["password"] or None,
+        sslmode=params["sslmode"],
+        connect_timeout=5,
+    )
 
 
 def _pull_parquet(
@@ -144,21 +192,23 @@ def _pull_parquet(
 
 
 def _pull_postgres(
-    settings: Settings, view: str, key: str, features: list[str], start: datetime, end: datetime
+    settings: Settings,
+    view: str,
+    key: str,
+    features: list[str],
+    start: datetime,
+    end: datetime,
+    keys: tuple[int, int] | None = None,
 ) -> pa.Table:
     """One round trip: PostgreSQL renders the whole result as a single CSV text value.
 
     COPY TO STDOUT (and fetchall) hand rows to Python one at a time (~50 us each here); a single aggregated value
     moves 20k rows in milliseconds. Doubles print with round-trip precision (PostgreSQL >= 12).
     """
-    import psycopg
-
-    from journey.feature_store import postgres_params
-
-    params = postgres_params(settings.postgres_dsn)
     names = [key, "event_ts_us", *features]
     feature_cells = ", ".join(f"coalesce(\"{c}\"::text, '')" for c in features)
     columns = ", ".join(f'"{c}"' for c in features)
+    key_filter = f'"{key}" BETWEEN %s AND %s'
     query = f"""
         SELECT string_agg(concat_ws(',', "{key}"::text, event_ts_us::text, {feature_cells}), E'\\n')
         FROM (
@@ -166,22 +216,15 @@ def _pull_postgres(
                    (extract(epoch FROM event_timestamp) * 1000000)::bigint AS event_ts_us,
                    {columns}
             FROM "{settings.offline_schema}"."{view}"
-            WHERE event_timestamp > %s AND event_timestamp <= %s
+            WHERE event_timestamp > %s AND event_timestamp <= %s {"AND " + key_filter if keys else ""}
             ORDER BY "{key}", event_timestamp DESC, created DESC
         ) latest
     """
-    with psycopg.connect(
-        host=params["host"],
-        port=params["port"],
-        dbname=params["database"],
-        user=params["user"],
-        password=params["password"] or None,
-        sslmode=params["sslmode"],
-        connect_timeout=5,
-    ) as conn:
+    args: tuple[Any, ...] = (start, end, *keys) if keys else (start, end)
+    with _pg_connect(settings) as conn:
         # the DISTINCT ON sort spills to disk at the default 4 MB work_mem (~1.5x slower): raise it for this query
         conn.execute(f"SET LOCAL work_mem = '{PULL_WORK_MEM}'")
-        row = conn.execute(query, (start, end)).fetchone()
+        row = conn.execute(query, args).fetchone()
     text = (row[0] if row else None) or ""
     types = {key: pa.int64(), "event_ts_us": pa.int64(), **{f: pa.float64() for f in features}}
     if not text:

@@ -20,7 +20,7 @@ from journey.contracts import SESSION_ACTIVITY, USER_ACTIVITY
 from journey.datasets.store import DatasetStore
 from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.feature_store import apply, open_store, teardown_project
-from journey.materialize import RedisWriter, pull_latest
+from journey.materialize import pull_and_write, pull_latest
 from journey.offline import OfflineTables
 from journey.push import push_records
 from journey.settings import Settings, get_settings
@@ -69,7 +69,7 @@ def _measure(feast_side: Settings, ours: Settings, quick: bool) -> list[Result]:
     timings = interleaved(
         {
             "feast": lambda: feast_store.materialize(start_date=start, end_date=end, feature_views=[USER_ACTIVITY]),
-            "journey": lambda: RedisWriter(our_store).write(view, pull_latest(ours, view, start, end)),
+            "journey": lambda: pull_and_write(our_store, ours, view, start, end),
         },
         repetitions=1 if quick else 3,
         warmup=0,
@@ -77,7 +77,7 @@ def _measure(feast_side: Settings, ours: Settings, quick: bool) -> list[Result]:
     day_start = last - timedelta(days=1)
     daily_rows = pull_latest(ours, view, day_start, end).num_rows
     daily = interleaved(
-        {"d": lambda: RedisWriter(our_store).write(view, pull_latest(ours, view, day_start, end))},
+        {"d": lambda: pull_and_write(our_store, ours, view, day_start, end)},
         repetitions=3,
         warmup=1,
     )["d"]
