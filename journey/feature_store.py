@@ -228,7 +228,8 @@ def teardown_project(store: FeatureStore) -> None:
 
     Feast's `FeatureStore.teardown()` deletes *every* project in the registry (it loops over `list_projects()`),
     which on a shared SQL registry wipes other teams' (and other tests') definitions. Feast's `delete_project` also
-    keeps the feature views' version history, after which re-applying the same project name fails; it goes too.
+    keeps the feature views' version history (re-applying the same project name then fails) and the project's
+    metadata rows; they go too.
     """
     project = store.project
     if views := store.list_feature_views():
@@ -239,6 +240,7 @@ def teardown_project(store: FeatureStore) -> None:
     if engine is not None:
         from sqlalchemy import text
 
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM feature_view_version_history WHERE project_id = :p"), {"p": project})
+        with engine.begin() as conn:  # rows Feast's delete_project leaves behind
+            for table in ("feature_view_version_history", "feast_metadata"):
+                conn.execute(text(f"DELETE FROM {table} WHERE project_id = :p"), {"p": project})
     close_store(store)
