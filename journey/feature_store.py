@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -27,6 +26,8 @@ from journey.settings import PROJECT_ROOT, Profile, Settings, use_settings
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
     from feast.repo_config import RepoConfig
+
+    from journey.offline import OfflineTables
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def apply(settings: Settings) -> ApplyResult:
     return ApplyResult(settings.feast_project, out.getvalue(), objects)
 
 
-def ensure_push_table(tables: Any) -> None:
+def ensure_push_table(tables: OfflineTables) -> None:
     """The push source's batch table must exist before the first push or materialisation."""
     from journey.contracts import SESSION_ACTIVITY
     from journey.session_features import empty_session_rows
@@ -210,10 +211,6 @@ def materialize(settings: Settings, end: datetime, views: list[str] | None = Non
 
     with opened_store(settings) as store, _store_errors(settings):
         return materialize_incremental(store, settings, end, views)
-
-
-def repo_path() -> Path:
-    return FEATURE_REPO
 
 
 def close_store(store: FeatureStore) -> None:
