@@ -1,0 +1,383 @@
+"""ONNX export of trained models, refused unless ONNX Runtime reproduces the native model on held-out data.
+
+    export_xgboost(model, feature_names, holdout, path)       XGBClassifier -> onnxmltools (opset 15), input "features"
+    export_torch(module, example_inputs, holdout, path, ...)  nn.Module -> torch.onnx dynamo exporter (legacy fallback)
+    read_metadata(path)                                       the `metadata_props` serving reads (names, feature order)
+
+Why a parity check on every export: a converted graph can run and still be wrong (float32 thresholds moving samples
+across tree splits, an op lowered differently, a batch axis frozen at the example's size). Each export runs the
+written file with ONNX Runtime's CPU provider on the held-out batch and on batch sizes 1, 7 and 1024 (the held-out
+rows tiled or sliced) and compares every output with the native model. Above `tolerance` the export is refused
+(`InvalidInputError`, field "parity") and nothing is left at `path`: the model is written to a temporary file next to
+it and moved into place only once it passed, so a refused export does not clobber an earlier good one either.
+
+Files are self-contained (no `.onnx.data` side file), so one path is the whole model for the registry and BentoML.
+torch and xgboost are imported inside the functions: serving imports this module for `read_metadata` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from journey.errors import InvalidInputError, JourneyError
+
+if TYPE_CHECKING:
+    import torch
+    import xgboost
+
+PARITY_BATCH_SIZES: tuple[int, ...] = (1, 7, 1024)
+XGBOOST_INPUT_NAME = "features"
+XGBOOST_TARGET_OPSET = 15  # the onnxmltools XGBoost converter fails above 15 (STACK-NOTES)
+ORT_PROVIDERS = ["CPUExecutionProvider"]  # tree ensembles have no CUDA kernel; parity is checked where it will run
+
+META_INPUT_NAMES = "journey.input_names"
+META_OUTPUT_NAMES = "journey.output_names"
+META_FEATURE_ORDER = "journey.feature_order"
+META_FRAMEWORK = "journey.framework"
+META_PARITY = "journey.parity_max_abs_diff"
+META_EXPORTER = "journey.exporter"
+
+EXPORTER_ONNXMLTOOLS = "onnxmltools"
+EXPORTER_TORCH_DYNAMO = "torch.onnx.dynamo"
+EXPORTER_TORCH_LEGACY = "torch.onnx.legacy"
+
+NativeFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was written and how close ONNX Runtime came to the native model at each batch size checked."""
+
+    path: Path
+    sha256: str
+    framework: str
+    exporter: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    max_abs_diff: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def parity_max_abs_diff(self) -> float:
+        """The worst difference over every batch size checked."""
+        return max(self.max_abs_diff.values(), default=0.0)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """Every `metadata_props` entry of an ONNX file (the `journey.*` keys among them), without loading weights."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def export_xgboost(
+    model: xgboost.XGBClassifier,
+    feature_names: list[str],
+    holdout: np.ndarray,
+    path: Path,
+    *,
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Convert a fitted XGBClassifier to ONNX (input "features", float32 [batch, n]); check it against the model.
+
+    `feature_names` is the column order the model was trained on; it is stored as `journey.feature_order` so serving
+    builds the input row in that order. The converter only accepts the booster's own `f0..fn` names, so the
+    conversion runs on a copy with the names cleared; the parity reference is the model as given.
+    """
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    n_features = int(model.n_features_in_)
+    if len(feature_names) != n_features:
+        raise InvalidInputError(
+            f"{len(feature_names)} feature names for a model trained on {n_features} features",
+            field="feature_names",
+            value=feature_names,
+        )
+    x = np.asarray(holdout, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != n_features:
+        raise InvalidInputError(
+            f"holdout must be a non-empty [rows, {n_features}] array, got shape {x.shape}",
+            field="holdout",
+            value=x.shape,
+        )
+
+    unnamed = copy.deepcopy(model)
+    unnamed.get_booster().feature_names = None
+    onnx_model: onnx.ModelProto = convert_xgboost(
+        unnamed,
+        initial_types=[(XGBOOST_INPUT_NAME, FloatTensorType([None, n_features]))],
+        target_opset=XGBOOST_TARGET_OPSET,
+    )
+    output_names = tuple(o.name for o in onnx_model.graph.output)
+
+    def native(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return _xgboost_reference(model, inputs[XGBOOST_INPUT_NAME])
+
+    with _staged(path) as staging:
+        onnx.save_model(onnx_model, str(staging))
+        diffs = check_parity(staging, native, {XGBOOST_INPUT_NAME: x}, tolerance=tolerance)
+        _write_metadata(
+            staging,
+            {
+                META_INPUT_NAMES: json.dumps([XGBOOST_INPUT_NAME]),
+                META_OUTPUT_NAMES: json.dumps(list(output_names)),
+                META_FEATURE_ORDER: json.dumps(list(feature_names)),
+                META_FRAMEWORK: "xgboost",
+                META_PARITY: repr(max(diffs.values())),
+                META_EXPORTER: EXPORTER_ONNXMLTOOLS,
+            },
+        )
+    return ExportReport(
+        path=path,
+        sha256=_sha256(path),
+        framework="xgboost",
+        exporter=EXPORTER_ONNXMLTOOLS,
+        input_names=(XGBOOST_INPUT_NAME,),
+        output_names=output_names,
+        max_abs_diff=diffs,
+    )
+
+
+def export_torch(
+    module: torch.nn.Module,
+    example_inputs: dict[str, torch.Tensor],
+    holdout: dict[str, np.ndarray],
+    path: Path,
+    *,
+    output_names: list[str],
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Export `module` with a dynamic batch axis (dim 0 of every input) and check it against its own forward.
+
+    `example_inputs` are passed positionally in dict order, so the keys must follow `forward`'s parameters; they
+    become the ONNX input names. Use an example batch of at least 2 rows: torch.export specialises a size-1 axis.
+    The dynamo exporter is tried first; only if it raises does the legacy TorchScript exporter run (`exporter` in
+    the report and metadata says which one wrote the file).
+    """
+    input_names = list(example_inputs)
+    if not input_names:
+        raise InvalidInputError("example_inputs is empty", field="example_inputs")
+    if set(holdout) != set(input_names):
+        raise InvalidInputError(
+            f"holdout inputs {sorted(holdout)} differ from example inputs {sorted(input_names)}",
+            field="holdout",
+            value=sorted(holdout),
+        )
+    feeds = {name: _as_dtype(name, holdout[name], example_inputs[name]) for name in input_names}
+
+    module.eval()
+    args = tuple(example_inputs[name] for name in input_names)
+
+    def native(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return _torch_reference(module, [inputs[name] for name in input_names])
+
+    with _staged(path) as staging:
+        exporter = _torch_onnx_export(module, args, staging, input_names, output_names)
+        onnx_model = onnx.load(str(staging))  # pulls in external data, if an exporter wrote any
+        _remove_side_files(staging)
+        onnx.save_model(onnx_model, str(staging), save_as_external_data=False)
+        graph_outputs = [o.name for o in onnx_model.graph.output]
+        if graph_outputs != list(output_names):
+            raise JourneyError(f"exported graph has outputs {graph_outputs}, expected {output_names}")
+        diffs = check_parity(staging, native, feeds, tolerance=tolerance)
+        _write_metadata(
+            staging,
+            {
+                META_INPUT_NAMES: json.dumps(input_names),
+                META_OUTPUT_NAMES: json.dumps(list(output_names)),
+                META_FEATURE_ORDER: json.dumps(input_names),
+                META_FRAMEWORK: "torch",
+                META_PARITY: repr(max(diffs.values())),
+                META_EXPORTER: exporter,
+            },
+        )
+    return ExportReport(
+        path=path,
+        sha256=_sha256(path),
+        framework="torch",
+        exporter=exporter,
+        input_names=tuple(input_names),
+        output_names=tuple(output_names),
+        max_abs_diff=diffs,
+    )
+
+
+def check_parity(
+    path: Path, native: NativeFn, holdout: Mapping[str, np.ndarray], *, tolerance: float
+) -> dict[int, float]:
+    """Max abs diff between ONNX Runtime on `path` and `native`, per batch size; raise above `tolerance`.
+
+    Batch sizes: the held-out batch as given, then 1, 7 and 1024 (held-out rows sliced or tiled). Outputs are
+    compared in graph order with `native`'s list; a shape mismatch or a NaN on one side only counts as infinite.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=ORT_PROVIDERS)
+    rows = {len(v) for v in holdout.values()}
+    if len(rows) != 1 or 0 in rows:
+        raise InvalidInputError(
+            f"holdout inputs must share one non-empty batch size, got {sorted(rows)}", field="holdout"
+        )
+    diffs: dict[int, float] = {}
+    for batch in (rows.pop(), *PARITY_BATCH_SIZES):
+        feeds = {name: _resize_rows(values, batch) for name, values in holdout.items()}
+        got = session.run(None, feeds)
+        want = native(feeds)
+        diff = _max_abs_diff(got, want)
+        diffs[batch] = diff
+        if not diff <= tolerance:
+            raise InvalidInputError(
+                f"ONNX export refused: max abs diff {diff:.3g} > tolerance {tolerance:g} at batch {batch}",
+                field="parity",
+                value=diff,
+            )
+    return diffs
+
+
+def _xgboost_reference(model: Any, x: np.ndarray) -> list[np.ndarray]:
+    """The native outputs in the converter's order: label [N] and probabilities [N, classes]."""
+    return [np.asarray(model.predict(x)), np.asarray(model.predict_proba(x))]
+
+
+def _torch_reference(module: torch.nn.Module, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs))
+    outputs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.detach().cpu().numpy() for o in outputs]
+
+
+def _torch_onnx_export(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+) -> str:
+    """Write `path` with the dynamo exporter, or the legacy one if dynamo raises; return which one wrote it."""
+    import torch
+    from torch.jit._trace import TracerWarning
+
+    batch = torch.export.Dim("batch")
+    try:
+        with warnings.catch_warnings():
+            # Emitted from inside torch's own tracing of stock modules (nn.GRU's _flat_weights, torch._check_is_size
+            # in its RNN decomposition, pytree internals, dynamo probing `.grad` of non-leaf tensors, one Dim shared
+            # by several inputs): nothing the caller's
+            # model can change, and the parity check below is what tells whether the graph is right.
+            warnings.filterwarnings("ignore", message=r".*_check_is_size will be removed", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r"The tensor attributes .* were assigned during export")
+            warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used")
+            warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf")
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes=tuple({0: batch} for _ in args),
+                verbose=False,
+            )
+        return EXPORTER_TORCH_DYNAMO
+    except Exception:  # noqa: BLE001  any dynamo failure (many error types): the legacy exporter is the fallback
+        _remove_side_files(path)
+        path.unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        # The legacy exporter is deprecated and says so on every call (we only get here when dynamo failed); its
+        # TracerWarnings flag Python-level branches frozen at the example's values, which the parity check at other
+        # batch sizes is there to catch; likewise its warning that an RNN exported at batch > 1 may fail at other
+        # batch sizes (parity runs at 1, 7 and 1024).
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=TracerWarning)
+        warnings.filterwarnings("ignore", message=r"Exporting a model to ONNX with a batch_size other than 1")
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamo=False,
+            dynamic_axes={name: {0: "batch"} for name in [*input_names, *output_names]},
+        )
+    return EXPORTER_TORCH_LEGACY
+
+
+@contextlib.contextmanager
+def _staged(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path`, moved onto it on success and deleted (with any side file) on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield staging
+        staging.replace(path)
+    finally:
+        _remove_side_files(staging)
+        staging.unlink(missing_ok=True)
+
+
+def _remove_side_files(path: Path) -> None:
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
+
+
+def _write_metadata(path: Path, props: Mapping[str, str]) -> None:
+    model = onnx.load(str(path))
+    kept = {p.key: p.value for p in model.metadata_props if p.key not in props}
+    onnx.helper.set_model_props(model, {**kept, **props})
+    onnx.save_model(model, str(path), save_as_external_data=False)
+
+
+def _as_dtype(name: str, values: np.ndarray, example: torch.Tensor) -> np.ndarray:
+    dtype = example.detach().cpu().numpy().dtype
+    array = np.asarray(values)
+    if not np.can_cast(array.dtype, dtype, casting="same_kind"):
+        raise InvalidInputError(
+            f"holdout input {name!r} has dtype {array.dtype}, the model takes {dtype}", field="holdout", value=name
+        )
+    return array.astype(dtype)
+
+
+def _resize_rows(values: np.ndarray, batch: int) -> np.ndarray:
+    """`batch` rows of `values`: a slice when it has enough, the rows repeated in order when not."""
+    if len(values) >= batch:
+        return np.ascontiguousarray(values[:batch])
+    return np.ascontiguousarray(np.take(values, np.arange(batch) % len(values), axis=0))
+
+
+def _max_abs_diff(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> float:
+    if len(got) != len(want):
+        return float("inf")
+    worst = 0.0
+    for g, w in zip(got, want, strict=True):
+        a = np.asarray(g, dtype=np.float64)
+        b = np.asarray(w, dtype=np.float64)
+        if a.shape != b.shape:
+            return float("inf")
+        if a.size == 0:
+            continue
+        diff = np.abs(a - b)
+        diff[np.isnan(a) & np.isnan(b)] = 0.0
+        worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
+    return worst
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
