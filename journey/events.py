@@ -78,26 +78,33 @@ class ValidationResult:
     valid: pa.Table
     rejects: pa.Table
     rows_in: int
-    valid_rows: np.ndarray = field(repr=False)  # 0-based input positions of `valid`
 
     @property
     def rows_rejected(self) -> int:
         return self.rows_in - int(self.valid.num_rows)
 
     def counts_by_reason(self) -> dict[str, int]:
-        """Distinct bad rows per reason (a row with two problems counts under both)."""
-        if self.rejects.num_rows == 0:
-            return {}
-        counts = self.rejects.group_by("reason").aggregate([("row", "count_distinct")])
-        return dict(sorted(zip(counts["reason"].to_pylist(), counts["row_count_distinct"].to_pylist(), strict=True)))
+        return counts_by_reason(self.rejects)
 
     def first_error(self) -> BadEventError | None:
-        """The problem on the earliest source row, as the error a strict load raises."""
-        if self.rejects.num_rows == 0:
-            return None
-        i = int(pc.index(self.rejects["row"], pc.min(self.rejects["row"])).as_py())
-        r = self.rejects.slice(i, 1).to_pylist()[0]
-        return BadEventError(row=r["row"], field=r["field"], value=r["value"], reason=r["reason"])
+        return first_error(self.rejects)
+
+
+def counts_by_reason(rejects: pa.Table) -> dict[str, int]:
+    """Distinct bad rows per reason (a row with two problems counts under both)."""
+    if rejects.num_rows == 0:
+        return {}
+    counts = rejects.group_by("reason").aggregate([("row", "count_distinct")])
+    return dict(sorted(zip(counts["reason"].to_pylist(), counts["row_count_distinct"].to_pylist(), strict=True)))
+
+
+def first_error(rejects: pa.Table) -> BadEventError | None:
+    """The problem on the earliest source row, as the error a strict load raises."""
+    if rejects.num_rows == 0:
+        return None
+    i = int(pc.index(rejects["row"], pc.min(rejects["row"])).as_py())
+    r = rejects.slice(i, 1).to_pylist()[0]
+    return BadEventError(row=r["row"], field=r["field"], value=r["value"], reason=r["reason"])
 
 
 def to_utc_micros(values: pa.Array | pa.ChunkedArray, assume_tz: str = "UTC") -> pa.Array:
@@ -277,7 +284,7 @@ def validate_events(
 
     keep = np.flatnonzero(~bad)
     valid = table if keep.size == n else table.take(pa.array(keep))
-    return ValidationResult(valid=valid, rejects=rejects.table(rows), rows_in=n, valid_rows=keep)
+    return ValidationResult(valid=valid, rejects=rejects.table(rows), rows_in=n)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

@@ -21,13 +21,14 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from journey.datasets.formats import SourceFormat
-from journey.errors import InvalidInputError, NotFoundError
+from journey.errors import BadEventError, InvalidInputError, NotFoundError
 from journey.events import (
     EVENT_SCHEMA,
     REJECTS_SCHEMA,
     RejectReason,
-    ValidationResult,
     canonicalize,
+    counts_by_reason,
+    first_error,
     to_utc_micros,
     validate_events,
 )
@@ -61,10 +62,10 @@ class ImportResult:
         return int(pc.count_distinct(self.rejects["row"]).as_py()) if self.rejects.num_rows else 0
 
     def counts_by_reason(self) -> dict[str, int]:
-        return ValidationResult(self.events, self.rejects, self.rows_in, np.empty(0)).counts_by_reason()
+        return counts_by_reason(self.rejects)
 
-    def first_error(self) -> Exception | None:
-        return ValidationResult(self.events, self.rejects, self.rows_in, np.empty(0)).first_error()
+    def first_error(self) -> BadEventError | None:
+        return first_error(self.rejects)
 
 
 @dataclass
