@@ -23,7 +23,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,26 +126,17 @@ def export_xgboost(
     with _staged(path) as staging:
         onnx.save_model(onnx_model, str(staging))
         diffs = check_parity(staging, native, {XGBOOST_INPUT_NAME: x}, tolerance=tolerance)
-        _write_metadata(
-            staging,
-            {
-                META_INPUT_NAMES: json.dumps([XGBOOST_INPUT_NAME]),
-                META_OUTPUT_NAMES: json.dumps(list(output_names)),
-                META_FEATURE_ORDER: json.dumps(list(feature_names)),
-                META_FRAMEWORK: "xgboost",
-                META_PARITY: repr(max(diffs.values())),
-                META_EXPORTER: EXPORTER_ONNXMLTOOLS,
-            },
+        report = ExportReport(
+            path=path,
+            sha256="",  # known once the staged file is in place
+            framework="xgboost",
+            exporter=EXPORTER_ONNXMLTOOLS,
+            input_names=(XGBOOST_INPUT_NAME,),
+            output_names=tuple(output_names),
+            max_abs_diff=diffs,
         )
-    return ExportReport(
-        path=path,
-        sha256=_sha256(path),
-        framework="xgboost",
-        exporter=EXPORTER_ONNXMLTOOLS,
-        input_names=(XGBOOST_INPUT_NAME,),
-        output_names=output_names,
-        max_abs_diff=diffs,
-    )
+        _write_metadata(staging, report, feature_order=list(feature_names))
+    return replace(report, sha256=_sha256(path))
 
 
 def export_torch(
@@ -190,26 +181,17 @@ def export_torch(
         if graph_outputs != list(output_names):
             raise JourneyError(f"exported graph has outputs {graph_outputs}, expected {output_names}")
         diffs = check_parity(staging, native, feeds, tolerance=tolerance)
-        _write_metadata(
-            staging,
-            {
-                META_INPUT_NAMES: json.dumps(input_names),
-                META_OUTPUT_NAMES: json.dumps(list(output_names)),
-                META_FEATURE_ORDER: json.dumps(input_names),
-                META_FRAMEWORK: "torch",
-                META_PARITY: repr(max(diffs.values())),
-                META_EXPORTER: exporter,
-            },
+        report = ExportReport(
+            path=path,
+            sha256="",  # known once the staged file is in place
+            framework="torch",
+            exporter=exporter,
+            input_names=tuple(input_names),
+            output_names=tuple(output_names),
+            max_abs_diff=diffs,
         )
-    return ExportReport(
-        path=path,
-        sha256=_sha256(path),
-        framework="torch",
-        exporter=exporter,
-        input_names=tuple(input_names),
-        output_names=tuple(output_names),
-        max_abs_diff=diffs,
-    )
+        _write_metadata(staging, report, feature_order=input_names)
+    return replace(report, sha256=_sha256(path))
 
 
 def check_parity(
@@ -334,7 +316,16 @@ def _remove_side_files(path: Path) -> None:
     path.with_name(path.name + ".data").unlink(missing_ok=True)
 
 
-def _write_metadata(path: Path, props: Mapping[str, str]) -> None:
+def _write_metadata(path: Path, report: ExportReport, *, feature_order: Sequence[str]) -> None:
+    """Names, feature order, framework, exporter and parity into the model, where serving reads them."""
+    props = {
+        META_INPUT_NAMES: json.dumps(list(report.input_names)),
+        META_OUTPUT_NAMES: json.dumps(list(report.output_names)),
+        META_FEATURE_ORDER: json.dumps(list(feature_order)),
+        META_FRAMEWORK: report.framework,
+        META_PARITY: repr(report.parity_max_abs_diff),
+        META_EXPORTER: report.exporter,
+    }
     model = onnx.load(str(path))
     kept = {p.key: p.value for p in model.metadata_props if p.key not in props}
     onnx.helper.set_model_props(model, {**kept, **props})
