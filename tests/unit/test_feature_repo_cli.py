@@ -17,26 +17,21 @@ def test_feast_cli_applies_the_repo_in_place(tmp_path: Path) -> None:
     (checkout / "data" / "feast").mkdir(parents=True)  # the checkout ships this folder (data/feast/.gitkeep)
     env = {**os.environ, "JOURNEY_DATA_DIR": str(checkout / "data")}
     env.pop("JOURNEY_PROFILE", None)
-    feast = Path(sys.executable).with_name("feast")
-    done = subprocess.run(
-        [str(feast), "apply"],
-        cwd=checkout / "feature_repo",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+
+    def feast(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("feast")), *args],
+            cwd=checkout / "feature_repo",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+
+    done = feast("apply")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Created feature service purchase_propensity_v1" in done.stdout
     assert (checkout / "data" / "feast" / "registry.db").exists()
-    listed = subprocess.run(
-        [str(feast), "feature-services", "list"],
-        cwd=checkout / "feature_repo",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    listed = feast("feature-services", "list")
     assert "next_action_v1" in listed.stdout, listed.stdout + listed.stderr
