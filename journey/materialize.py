@@ -98,13 +98,12 @@ def _materialize_view(
         return {"engine": "feast"}
     if redis:
         written = pull_and_write(store, settings, view, start, end)
-        store.registry.apply_materialization(view, store.project, start, end)
-        return {"engine": "journey", "entities": written, "values": written * len(view.features)}
-    # Feast's engine reads Parquet through Dask, which hashes list columns by pickling them (110 s for the demo's
-    # session history); the newest rows come from DuckDB instead and go through Feast's own online write.
-    rows = pull_latest(settings, view, start, end)
-    ts = pa.array(rows["event_ts_us"].to_numpy(), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    written = write_online(store, view.name, rows.append_column("event_timestamp", ts).drop(["event_ts_us"]))
+    else:
+        # Feast's engine reads Parquet through Dask, which hashes list columns by pickling them (110 s for the
+        # demo's session history); the newest rows come from DuckDB instead and go through Feast's online write.
+        rows = pull_latest(settings, view, start, end)
+        ts = pa.array(rows["event_ts_us"].to_numpy(), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        written = write_online(store, view.name, rows.append_column("event_timestamp", ts).drop(["event_ts_us"]))
     store.registry.apply_materialization(view, store.project, start, end)
     return {"engine": "journey", "entities": written, "values": written * len(view.features)}
 
