@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     offline_schema: str = Field(
         "journey", pattern=r"^[a-z][a-z0-9_]{0,39}$", description="PostgreSQL schema of the offline tables (prod)."
     )
+    registry_url: str | None = Field(
+        None,
+        description="Model registry database (SQLAlchemy URL). Unset: SQLite under data_dir (local), postgres_dsn (prod).",
+    )
+    registry_schema: str = Field(
+        "journey_registry",
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="PostgreSQL schema of the model registry tables (ignored by SQLite).",
+    )
     admin_token: SecretStr | None = Field(None, description="Bearer token for admin endpoints; required in prod.")
     session_timeout_s: int = Field(1800, gt=0, description="Inactivity that ends a session (sessionisation).")
     log_level: str = Field("INFO", description="Root log level.")
@@ -91,6 +100,30 @@ class Settings(BaseSettings):
     def offline_dir(self) -> Path:
         """Offline store Parquet files of the local profile, one per feature view source."""
         return self.data_dir / "offline"
+
+    @property
+    def registry_database_url(self) -> str:
+        """The registry's SQLAlchemy URL: `registry_url` when set, else per profile."""
+        if self.registry_url:
+            return self.registry_url
+        if self.profile is Profile.PROD:
+            return self.postgres_dsn
+        return f"sqlite:///{self.data_dir / 'registry.db'}"
+
+    @property
+    def bentoml_home(self) -> Path:
+        """BentoML's model store (BENTOML_HOME): where registered ONNX artifacts live, addressed by tag."""
+        return self.data_dir / "bentoml"
+
+    @property
+    def models_dir(self) -> Path:
+        """Exported model files before registration (training writes, the registry copies into BentoML)."""
+        return self.data_dir / "models"
+
+    @property
+    def model_reports_dir(self) -> Path:
+        """Evaluation reports, one folder per model name and version."""
+        return self.reports_dir / "models"
 
     @property
     def feast_dir(self) -> Path:
