@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 DATASETS ?= ../shared/datasets
+# name:format:file of the real public samples that `make evaluate-real` trains and evaluates on
+REAL_SAMPLES := retailrocket:retailrocket:retailrocket_sample/events.csv.gz \
+	rees46:rees46:rees46_2019-Oct_head.csv.gz \
+	taobao:taobao:taobao_userbehavior_head/UserBehavior_head.csv.gz
 
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo evaluate-real test lint format bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,7 +31,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv (pip), install torch 2.13.0 (CPU) first, then the project with dev extras
 
-demo: install ## Generate demo data, build features, feast apply, materialise (later: train, serve)
+demo: install ## Generate demo data, build features, feast apply, materialise, train + register both models
 	$(BIN)/journey data generate --dataset demo --replace
 	@if [ -d "$(DATASETS)" ]; then \
 		$(BIN)/journey data import $(DATASETS)/retailrocket_sample/events.csv.gz --format retailrocket \
@@ -38,6 +42,22 @@ demo: install ## Generate demo data, build features, feast apply, materialise (l
 	$(BIN)/journey features build --dataset demo
 	$(BIN)/journey features apply
 	$(BIN)/journey features materialize
+	$(BIN)/journey train propensity --dataset demo --promote
+	$(BIN)/journey train next-action --dataset demo --promote
+
+# Each sample gets its own data and reports dir, so the demo's features and registry stay as they are. A refusal
+# (too few rows, a single class on the test days) is reported and the next model/sample goes on.
+evaluate-real: install ## Train and evaluate both models on each real public sample (reports/real/<name>/)
+	@for sample in $(REAL_SAMPLES); do \
+		IFS=: read -r name format file <<< "$$sample"; \
+		export JOURNEY_DATA_DIR="$(CURDIR)/data/real/$$name" JOURNEY_REPORTS_DIR="$(CURDIR)/reports/real/$$name"; \
+		echo "== $$name"; \
+		$(BIN)/journey data import "$(DATASETS)/$$file" --format "$$format" --dataset "$$name" --replace || exit 1; \
+		$(BIN)/journey features build --dataset "$$name" && $(BIN)/journey features apply >/dev/null || exit 1; \
+		for model in propensity next-action; do \
+			$(BIN)/journey train "$$model" --dataset "$$name" || echo "$$name: $$model refused (see above)"; \
+		done; \
+	done
 
 test: install ## Run the test suite (integration tests skip without services unless REQUIRE_SERVICES=1)
 	$(BIN)/pytest $(ARGS)

@@ -48,5 +48,9 @@ session_activity_push = PushSource(name=SESSION_PUSH_SOURCE, batch_source=sessio
 # Inputs only known when a prediction is requested.
 request_inputs = RequestSource(
     name="request_inputs",
-    schema=[Field(name="candidate_price", dtype=Float64), Field(name="request_ts", dtype=Int64)],
+    schema=[
+        Field(name="candidate_price", dtype=Float64),
+        Field(name="request_ts", dtype=Int64),
+        Field(name="candidate_item_id", dtype=Int64),
+    ],
 )

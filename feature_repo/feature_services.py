@@ -5,7 +5,7 @@ A published service never changes; a new feature set is a new version (`purchase
 
 from feast import FeatureService
 from feature_views import item_popularity, session_activity, user_activity
-from on_demand import request_context
+from on_demand import request_context, session_item_context
 
 from journey.contracts import NEXT_ACTION_V1, PURCHASE_PROPENSITY_V1, SESSION_ACTIVITY_FEATURES
 
@@ -18,6 +18,7 @@ purchase_propensity_v1 = FeatureService(
             ["session_events", "session_views", "session_carts", "session_purchases", "session_seconds_since_start"]
         ],
         request_context,
+        session_item_context,
     ],
     description="XGBoost purchase propensity: will this user buy this item in this session?",
     tags={"model": "purchase_propensity", "version": "1"},

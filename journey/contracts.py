@@ -61,6 +61,9 @@ ITEM_POPULARITY_FEATURES: Final[dict[str, FeatureType]] = {
 }
 
 LAST_N_EVENTS: Final = 20
+# The four lists are aligned: element i of each describes the same event. `session_last_event_ts` and
+# `session_last_category_ids` were added to next_action_v1 (which projects every session feature) before any model
+# was registered on it; purchase_propensity_v1 projects a fixed subset and is unchanged.
 SESSION_ACTIVITY_FEATURES: Final[dict[str, FeatureType]] = {
     "session_events": "int64",
     "session_views": "int64",
@@ -69,14 +72,30 @@ SESSION_ACTIVITY_FEATURES: Final[dict[str, FeatureType]] = {
     "session_seconds_since_start": "float64",  # at the last event of the session
     "session_last_item_ids": "int64_list",  # newest last, at most LAST_N_EVENTS
     "session_last_event_types": "string_list",
+    "session_last_event_ts": "int64_list",  # unix seconds of each of those events
+    "session_last_category_ids": "int64_list",  # -1 for an event without a category
 }
 SESSION_ACTIVITY_EXTRA_COLUMNS: Final = ("user_id", "event_timestamp", "created")
 
-REQUEST_INPUTS: Final[dict[str, FeatureType]] = {"candidate_price": "float64", "request_ts": "int64"}
+REQUEST_INPUTS: Final[dict[str, FeatureType]] = {
+    "candidate_price": "float64",
+    "request_ts": "int64",
+    "candidate_item_id": "int64",  # the item being scored (also the item_popularity join key)
+}
 REQUEST_CONTEXT_FEATURES: Final[dict[str, FeatureType]] = {
     "price_vs_user_avg_viewed": "float64",  # candidate price / user's average viewed price (1.0 when unknown)
     "request_hour": "int64",
     "request_weekday": "int64",
+}
+
+# On-demand view: the candidate item within the current session (what the last events say about *this* item).
+# Added to purchase_propensity_v1 before any model was registered on it.
+SESSION_ITEM_CONTEXT: Final = "session_item_context"
+SESSION_ITEM_CONTEXT_FEATURES: Final[dict[str, FeatureType]] = {
+    "candidate_session_views": "int64",  # views of the candidate among the session's last events
+    "candidate_in_cart": "int64",  # adds minus removes of the candidate there, floored at 0
+    "candidate_is_last_carted": "int64",  # 1 when the most recent add_to_cart there is the candidate
+    "candidate_events_since_first_seen": "int64",  # events since the candidate's first event there (-1: not there)
 }
 
 SNAPSHOT_TIMESTAMP: Final = "event_timestamp"  # Feast's event timestamp column of batch views

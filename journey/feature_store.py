@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,7 +150,10 @@ def apply(settings: Settings) -> ApplyResult:
         repo = parse_repo(FEATURE_REPO)
     out = io.StringIO()
     try:
-        with _store_errors(settings), contextlib.redirect_stdout(out):
+        with _store_errors(settings), contextlib.redirect_stdout(out), warnings.catch_warnings():
+            # Feast warns on every apply that on-demand views are "experimental" and slow offline; ours are
+            # Python mode on purpose and the offline path computes them once per training set (STACK-NOTES).
+            warnings.filterwarnings("ignore", "On demand feature view is an experimental feature", RuntimeWarning)
             apply_total_with_repo_instance(store, settings.feast_project, store.registry, repo, False)
     finally:
         close_store(store)

@@ -14,7 +14,8 @@ from journey.settings import Settings
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
-_NOISY_AT_INFO = ("feast.infra.registry.registry", "feast.infra.registry.caching_registry")
+# Feast's registry refreshes and Alembic's plugin loading log several INFO lines per command that say nothing
+_NOISY_AT_INFO = ("feast.infra.registry.registry", "feast.infra.registry.caching_registry", "alembic.runtime.plugins")
 
 
 class JsonFormatter(logging.Formatter):

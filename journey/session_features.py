@@ -2,7 +2,12 @@
 
 The same code serves the online path (`/events` folds new events onto the session's stored state and pushes the
 result) and the offline backfill (history replayed from the event log), so training and serving see identical
-session features. Vectorised with numpy: one row per event, lists of the last N items/types built as list views.
+session features. Vectorised with numpy: one row per event, lists of the last N events (item, type, time, category)
+built as list views.
+
+A continued session (`prior`) is seeded with its stored lists, so the lists it gets are exactly those a replay of
+the whole session gives: that is why times are stored in whole seconds (what the online store keeps of them) and a
+missing category as -1 (a list of int64 cannot hold a null).
 """
 
 from __future__ import annotations
@@ -29,6 +34,25 @@ SESSION_ROW_SCHEMA = pa.schema(
         pa.field("session_seconds_since_start", pa.float64()),
         pa.field("session_last_item_ids", pa.list_(pa.int64())),
         pa.field("session_last_event_types", pa.list_(pa.string())),
+        pa.field("session_last_event_ts", pa.list_(pa.int64())),
+        pa.field("session_last_category_ids", pa.list_(pa.int64())),
+    ]
+)
+
+NO_CATEGORY = -1  # category_id of an event without one, in `session_last_category_ids`
+_WINDOW_COLUMNS = {  # list feature <- per-event column the window is cut from
+    "session_last_item_ids": "item_id",
+    "session_last_event_types": "event_type",
+    "session_last_event_ts": "ts_s",
+    "session_last_category_ids": "category_id",
+}
+_SEED_SCHEMA = pa.schema(
+    [
+        pa.field(SESSION, pa.string()),
+        pa.field("item_id", pa.int64()),
+        pa.field("event_type", pa.string()),
+        pa.field("ts_s", pa.int64()),
+        pa.field("category_id", pa.int64()),
     ]
 )
 
@@ -49,15 +73,49 @@ def _ts_us(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _prior_as_events(prior: pa.Table) -> pa.Table:
-    """Stored session states -> pseudo-events carrying their last items/types (they seed the windows)."""
-    sizes = pc.list_value_length(prior["session_last_item_ids"]).to_numpy(zero_copy_only=False)
+    """Stored session states -> pseudo-events carrying their last events (they seed the windows)."""
+    sizes = pc.list_value_length(prior["session_last_item_ids"]).fill_null(0).to_numpy(zero_copy_only=False)
     sessions = np.repeat(np.arange(prior.num_rows), sizes)
+    stamps = _ts_us(prior["event_timestamp"]) // 1_000_000
     return pa.table(
         {
             SESSION: prior[SESSION].take(pa.array(sessions)),
             "item_id": pc.list_flatten(prior["session_last_item_ids"]),
             "event_type": pc.list_flatten(prior["session_last_event_types"]),
-        }
+            "ts_s": _flat_or(prior["session_last_event_ts"], sizes, np.repeat(stamps, sizes)),
+            "category_id": _flat_or(prior["session_last_category_ids"], sizes, np.full(sizes.sum(), NO_CATEGORY)),
+        },
+        schema=_SEED_SCHEMA,
+    )
+
+
+def _flat_or(lists: pa.ChunkedArray, sizes: np.ndarray, fallback: np.ndarray) -> pa.Array:
+    """The flattened lists, or `fallback` for a row whose list is missing or of another length than its items.
+
+    A state stored before the list existed (an online row written by an older version) reads back as null: its
+    session continues with the best values known (the state's own time, no category) instead of failing.
+    """
+    own = pc.list_value_length(lists).fill_null(-1).to_numpy(zero_copy_only=False)
+    if (own == sizes).all():
+        return pc.list_flatten(lists).cast(pa.int64())
+    values = fallback.astype(np.int64)
+    good = np.repeat(own == sizes, sizes)
+    kept = pc.list_flatten(lists.filter(pa.array(own == sizes)))
+    values[good] = _np(kept)
+    return pa.array(values, pa.int64())
+
+
+def _event_columns(events: pa.Table) -> pa.Table:
+    """The per-event columns the windows are cut from: times in whole seconds, a missing category as -1."""
+    return pa.table(
+        {
+            SESSION: pc.cast(events[SESSION], pa.string()),
+            "item_id": pc.cast(events["item_id"], pa.int64()),
+            "event_type": pc.cast(events["event_type"], pa.string()),
+            "ts_s": pa.array(_ts_us(events["event_timestamp"]) // 1_000_000, pa.int64()),
+            "category_id": pc.fill_null(pc.cast(events["category_id"], pa.int64()), NO_CATEGORY),
+        },
+        schema=_SEED_SCHEMA,
     )
 
 
@@ -71,9 +129,9 @@ def session_rows(events: pa.Table, prior: pa.Table | None = None, created: datet
         return empty_session_rows()
     prior = prior if prior is not None and prior.num_rows else None
     n_new = events.num_rows
-    new_part = events.select([SESSION, "item_id", "event_type"])
-    seeds = _prior_as_events(prior) if prior is not None else new_part.schema.empty_table()
-    combined = pa.concat_tables([seeds.cast(new_part.schema), new_part])
+    new_part = _event_columns(events)
+    seeds = _prior_as_events(prior) if prior is not None else _SEED_SCHEMA.empty_table()
+    combined = pa.concat_tables([seeds, new_part])
     is_new = np.concatenate([np.zeros(seeds.num_rows, bool), np.ones(n_new, bool)])
 
     codes = _np(pc.fill_null(pc.dictionary_encode(combined[SESSION].combine_chunks()).indices, -1))
@@ -87,33 +145,31 @@ def session_rows(events: pa.Table, prior: pa.Table | None = None, created: datet
     pos = np.arange(len(order))
 
     new_sorted = is_new[order]
-    types = _np(pc.cast(combined["event_type"], pa.string()))[order]
+    types = _np(combined["event_type"])[order]
     counts = {name: _group_cumsum(new_sorted & (types == kind), start_of) for name, kind in _COUNTED.items()}
     counts["session_events"] = _group_cumsum(new_sorted, start_of)
 
     window_start = np.maximum(start_of, pos - LAST_N_EVENTS + 1)
-    items_sorted = combined["item_id"].combine_chunks().take(pa.array(order))
-    types_sorted = pa.array(types, pa.string())
     emit = np.flatnonzero(new_sorted)
-    last_items, last_types = _windows(window_start[emit], pos[emit] + 1, items_sorted, types_sorted)
-
-    event_index = order[emit] - seeds.num_rows  # positions in `events`
-    return _assemble(
-        events, event_index, {k: v[emit] for k, v in counts.items()}, prior, last_items, last_types, created
+    sorted_columns = combined.select(list(_WINDOW_COLUMNS.values())).take(pa.array(order))
+    windows = _windows(
+        window_start[emit],
+        pos[emit] + 1,
+        {name: sorted_columns[column].combine_chunks() for name, column in _WINDOW_COLUMNS.items()},
     )
 
+    event_index = order[emit] - seeds.num_rows  # positions in `events`
+    return _assemble(events, event_index, {k: v[emit] for k, v in counts.items()}, prior, windows, created)
 
-def _windows(starts: np.ndarray, ends: np.ndarray, items: pa.Array, types: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Overlapping slices [start, end) of the sorted values as list arrays (one gather, no Python loop)."""
+
+def _windows(starts: np.ndarray, ends: np.ndarray, values: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """Overlapping slices [start, end) of each sorted column as list arrays (one gather, no Python loop)."""
     sizes = ends - starts
     offsets = np.r_[0, np.cumsum(sizes)]
     flat = np.repeat(starts - offsets[:-1], sizes) + np.arange(offsets[-1])
     gather = pa.array(flat)
     arrow_offsets = pa.array(offsets.astype(np.int32))
-    return (
-        pa.ListArray.from_arrays(arrow_offsets, items.take(gather)),
-        pa.ListArray.from_arrays(arrow_offsets, types.take(gather)),
-    )
+    return {name: pa.ListArray.from_arrays(arrow_offsets, column.take(gather)) for name, column in values.items()}
 
 
 def _group_cumsum(flags: np.ndarray, start_of: np.ndarray) -> np.ndarray:
@@ -128,8 +184,7 @@ def _assemble(
     event_index: np.ndarray,
     counts: dict[str, np.ndarray],
     prior: pa.Table | None,
-    last_items: pa.Array,
-    last_types: pa.Array,
+    windows: dict[str, pa.Array],
     created: datetime | None,
 ) -> pa.Table:
     take = pa.array(event_index)
@@ -158,8 +213,7 @@ def _assemble(
             for name in ("session_events", "session_views", "session_carts", "session_purchases")
         },
         "session_seconds_since_start": pa.array((ts - start) / 1e6),
-        "session_last_item_ids": last_items,
-        "session_last_event_types": last_types,
+        **windows,
     }
     return pa.table(columns, schema=SESSION_ROW_SCHEMA)
 

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     )
     registry_url: str | None = Field(
         None,
-        description="Model registry database (SQLAlchemy URL). Unset: SQLite under data_dir (local), postgres_dsn (prod).",
+        description="Model registry database (SQLAlchemy URL). Unset: SQLite in data_dir (local), postgres_dsn (prod).",
     )
     registry_schema: str = Field(
         "journey_registry",

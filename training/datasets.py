@@ -157,7 +157,8 @@ def propensity_entities(
     timedelta, views later than `data_end - horizon`. `data_end` defaults to the last event's time.
 
     Columns: row_id, event_id, event_timestamp, user_id, item_id, session_id, candidate_price, request_ts,
-    label (int64 0/1), label_timestamp (the first such purchase, NaT when label is 0).
+    candidate_item_id (= item_id, the on-demand views' request input), label (int64 0/1), label_timestamp (the
+    first such purchase, NaT when label is 0).
     """
     if not (horizon == "session" or isinstance(horizon, timedelta)):
         raise InvalidInputError(f"horizon must be 'session' or a timedelta, got {horizon!r}", field="horizon")
@@ -193,11 +194,15 @@ def propensity_entities(
     labelled[LABEL] = labelled[LABEL_TIMESTAMP].notna().astype(np.int64)
     labelled["candidate_price"] = labelled["price"].fillna(labelled["known_price"]).astype(np.float64)
     labelled["request_ts"] = labelled["event_timestamp"].astype("datetime64[s, UTC]").astype(np.int64)
+    labelled["candidate_item_id"] = labelled[ITEM].astype(np.int64)
     labelled = labelled.sort_values([SESSION, "event_timestamp", "event_id"], kind="stable", ignore_index=True)
     sampled = _sample(labelled, max_per_session, max_examples, seed)
     return _finish(
         sampled,
-        ["event_id", TIMESTAMP, USER, ITEM, SESSION, "candidate_price", "request_ts", LABEL, LABEL_TIMESTAMP],
+        [
+            *("event_id", TIMESTAMP, USER, ITEM, SESSION),
+            *("candidate_price", "request_ts", "candidate_item_id", LABEL, LABEL_TIMESTAMP),
+        ],
     )
 
 

@@ -119,6 +119,7 @@ def export_xgboost(
         target_opset=XGBOOST_TARGET_OPSET,
     )
     output_names = tuple(o.name for o in onnx_model.graph.output)
+    onnx_model.graph.name = "xgboost_classifier"  # onnxmltools names graphs with a random UUID: same model, same bytes
 
     def native(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return _xgboost_reference(model, inputs[XGBOOST_INPUT_NAME])

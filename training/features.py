@@ -28,8 +28,11 @@ Events tied on time are ordered by `event_id` wherever order matters (last event
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -488,3 +491,26 @@ def build_features(dataset: str, settings: Settings, progress: Callable[[str], N
         locations[view] = tables.write(view, table, "replace")
         say(f"wrote {table.num_rows:,} rows of {view} to {locations[view]}")
     return locations
+
+
+BUILD_MANIFEST = "feature_build.json"
+
+
+def record_build(settings: Settings, dataset: str, events: int) -> Path:
+    """Remember which dataset the offline tables now hold: a training run on another dataset must not join them."""
+    path = settings.data_dir / BUILD_MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"dataset": dataset, "events": events, "built_at": datetime.now(UTC).isoformat()}
+    staging = path.with_suffix(".partial")
+    staging.write_text(json.dumps(payload), encoding="utf-8")
+    staging.replace(path)
+    return path
+
+
+def last_build(settings: Settings) -> dict[str, Any] | None:
+    """What `record_build` wrote last in this data dir, or None before any build."""
+    path = settings.data_dir / BUILD_MANIFEST
+    if not path.exists():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded

@@ -8,9 +8,8 @@ real public samples cover a few hours to days) is cut at time quantiles instead,
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
-import numpy as np
 import pandas as pd
 
 from journey.errors import InvalidInputError
@@ -43,16 +42,16 @@ class TimeSplit:
 
 
 def _cuts(times: pd.Series, valid_fraction: float, test_fraction: float) -> tuple[str, pd.Timestamp, pd.Timestamp]:
-    days = times.dt.floor("D")
-    unique_days = np.sort(days.unique())
+    unique_days = sorted(set(times.dt.floor("D")))
     if len(unique_days) >= MIN_DAYS_FOR_DAY_SPLIT:
         n = len(unique_days)
         n_test = max(1, round(n * test_fraction))
         n_valid = max(1, round(n * valid_fraction))
-        return "days", pd.Timestamp(unique_days[n - n_test - n_valid]), pd.Timestamp(unique_days[n - n_test])
-    valid_at = times.quantile(1 - valid_fraction - test_fraction)
-    test_at = times.quantile(1 - test_fraction)
-    return "time_quantiles", pd.Timestamp(valid_at), pd.Timestamp(test_at)
+        return "days", unique_days[n - n_test - n_valid], unique_days[n - n_test]
+    # pandas types a quantile of a datetime Series as a float; it is a Timestamp
+    valid_at = cast(pd.Timestamp, times.quantile(1 - valid_fraction - test_fraction))
+    test_at = cast(pd.Timestamp, times.quantile(1 - test_fraction))
+    return "time_quantiles", valid_at, test_at
 
 
 def time_split(

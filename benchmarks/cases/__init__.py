@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from benchmarks.cases import event_import, feature_store, online_features
+from benchmarks.cases import event_import, feature_store, model_inference, online_features, training_e2e
 from benchmarks.harness import Case
 
-CASES: list[Case] = [event_import.CASE, feature_store.CASE, online_features.CASE]
+CASES: list[Case] = [
+    event_import.CASE,
+    feature_store.CASE,
+    online_features.CASE,
+    model_inference.CASE,
+    training_e2e.CASE,
+]

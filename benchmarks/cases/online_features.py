@@ -167,7 +167,15 @@ def run(quick: bool) -> list[Result]:
         zip(rng.integers(0, users, calls + 1).tolist(), rng.integers(0, items, calls + 1).tolist(), strict=True)
     )
     rows = [
-        {c.USER: u, c.ITEM: i, c.SESSION: f"s{u}", "candidate_price": 19.5, "request_ts": REQUEST_TS} for u, i in picks
+        {
+            c.USER: u,
+            c.ITEM: i,
+            c.SESSION: f"s{u}",
+            "candidate_price": 19.5,
+            "request_ts": REQUEST_TS,
+            "candidate_item_id": i,
+        }
+        for u, i in picks
     ]
     batches = [[{**rows[r], c.ITEM: i} for i in rng.integers(0, items, 100).tolist()] for r in range(rounds)]
     with bench_store(users, items) as store:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from journey.cli import bench, data, features
+from journey.cli import bench, data, features, models, train
 
 app = typer.Typer(
     name="journey",
@@ -18,4 +18,6 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.add_typer(train.app, name="train")
+app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")

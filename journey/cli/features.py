@@ -23,14 +23,11 @@ def build(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Canonical event dataset to compute from.")] = "demo",
 ) -> None:
     """Compute daily user/item snapshots and the session history; write them to the profile's offline store."""
-    from training.datasets import write_session_history
-    from training.features import build_features
+    from training.pipeline import build_offline
 
     settings = start()
     with console.status("computing features") as status:
-        locations = build_features(dataset, settings, progress=lambda step: status.update(step))
-        status.update("replaying session history")
-        locations["session_activity"] = write_session_history(dataset, settings)
+        locations = build_offline(dataset, settings, progress=lambda step: status.update(step))
     for view, where in locations.items():
         console.print(f"{view}: written to [bold]{where}[/]")
 
@@ -125,7 +122,10 @@ def _entity(pair: str) -> tuple[str, Any]:
 @cli_errors
 def get(
     service: Annotated[str, typer.Option(help="Feature service, e.g. purchase_propensity_v1.")],
-    entity: Annotated[list[str], typer.Option(help="key=value, repeatable: user_id=1 item_id=2 candidate_price=9.5")],
+    entity: Annotated[
+        list[str],
+        typer.Option(help="key=value, repeatable: user_id=1 item_id=2 candidate_item_id=2 candidate_price=9.5"),
+    ],
 ) -> None:
     """Read one feature vector from the online store through a feature service."""
     from journey.feature_store import feature_service, open_store

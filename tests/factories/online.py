@@ -44,4 +44,11 @@ def assert_same_as_feast(store: Any, service: str, rows: list[dict[str, Any]]) -
 
 
 def propensity_row(user: Any, item: Any, price: Any = 19.5, ts: Any = REQUEST_TS) -> dict[str, Any]:
-    return {c.USER: user, c.ITEM: item, c.SESSION: f"s{user}", "candidate_price": price, "request_ts": ts}
+    return {
+        c.USER: user,
+        c.ITEM: item,
+        c.SESSION: f"s{user}",
+        "candidate_price": price,
+        "request_ts": ts,
+        "candidate_item_id": item,
+    }

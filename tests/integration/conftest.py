@@ -46,3 +46,25 @@ def postgres_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     finally:
         tables.drop_all()
         get_settings.cache_clear()
+
+
+@pytest.fixture
+def registry_postgres_settings(postgres_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """`postgres_settings` plus a model registry schema of this test's own, not created yet (the registry's
+    migrations must create it) and dropped with everything in it afterwards."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"journey_registry_test_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("JOURNEY_REGISTRY_SCHEMA", schema)
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        yield settings
+    finally:
+        engine = create_engine(settings.postgres_dsn)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        finally:
+            engine.dispose()
+        get_settings.cache_clear()

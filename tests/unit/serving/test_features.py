@@ -50,7 +50,7 @@ def test_known_entities_equal_feast_for_purchase_propensity(store: Any) -> None:
         "session_carts",
         "session_purchases",
         "session_seconds_since_start",
-    } | set(c.REQUEST_CONTEXT_FEATURES)
+    } | set(c.REQUEST_CONTEXT_FEATURES) | set(c.SESSION_ITEM_CONTEXT_FEATURES)
     assert out["views_1d"] == [1, 4] and out["item_category_id"] == [14, 49]
 
 
@@ -107,10 +107,10 @@ def test_timestamps_report_each_views_event_time(store: Any) -> None:
 def test_missing_inputs_are_named(store: Any) -> None:
     reader = OnlineFeatureReader(store, c.PURCHASE_PROPENSITY_V1)
     with pytest.raises(InvalidInputError, match="request data") as exc:
-        reader.read([{c.USER: 1, c.ITEM: 1, c.SESSION: "s1", "candidate_price": 1.0}])
+        reader.read([{c.USER: 1, c.ITEM: 1, c.SESSION: "s1", "candidate_price": 1.0, "candidate_item_id": 1}])
     assert exc.value.field == "request_ts"
     with pytest.raises(InvalidInputError) as exc:
-        reader.read([{c.USER: 1, c.SESSION: "s1", "candidate_price": 1.0, "request_ts": 0}])
+        reader.read([{c.USER: 1, c.SESSION: "s1", "candidate_price": 1.0, "request_ts": 0, "candidate_item_id": 1}])
     assert exc.value.field == c.ITEM
     with pytest.raises(InvalidInputError, match="all have the keys"):
         reader.read([propensity_row(1, 1), {c.USER: 1}])

@@ -186,7 +186,7 @@ def next_action(env: tuple[Settings, Any, pd.DataFrame]) -> tuple[pd.DataFrame, 
 ENTITY_COLUMNS = {
     PURCHASE_PROPENSITY_V1: [
         *("row_id", "event_id", "event_timestamp", "user_id", "item_id", "session_id"),
-        *("candidate_price", "request_ts", "label", "label_timestamp"),
+        *("candidate_price", "request_ts", "candidate_item_id", "label", "label_timestamp"),
     ],
     NEXT_ACTION_V1: ["row_id", "event_id", "event_timestamp", "user_id", "session_id", "label", "label_timestamp"],
 }
@@ -214,7 +214,8 @@ def test_training_set_keeps_every_entity_row_in_input_order(
 ) -> None:
     _, store, _ = env
     frame, meta = propensity
-    entities = frame[["row_id", "user_id", "item_id", "session_id", "event_timestamp", "candidate_price", "request_ts"]]
+    keys = ["row_id", "user_id", "item_id", "session_id", "event_timestamp"]
+    entities = frame[[*keys, "candidate_price", "request_ts", "candidate_item_id"]]
     shuffled = entities.sample(frac=1.0, random_state=5).reset_index(drop=True)
     out = training_set(store, PURCHASE_PROPENSITY_V1, shuffled)
     assert list(out["row_id"]) == list(shuffled["row_id"])
