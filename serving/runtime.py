@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,11 @@ def _name_list(props: Mapping[str, str], key: str, path: Path) -> tuple[str, ...
     return tuple(names)
 
 
+def nvidia_device_present() -> bool:
+    """Whether this host exposes an NVIDIA GPU to the process (driver device nodes or procfs entry)."""
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version"))
+
+
 def resolve_providers(requested: Sequence[str] | None = None) -> list[str]:
     """The providers to ask ONNX Runtime for: `requested` (default CUDA, CPU) minus those this build lacks, CPU last.
 
@@ -178,6 +184,10 @@ def resolve_providers(requested: Sequence[str] | None = None) -> list[str]:
     GPU and CPU hosts; CPU is always appended because it is the one that runs every operator.
     """
     available = set(ort.get_available_providers())
+    if requested is None and CUDA in available and not nvidia_device_present():
+        # the onnxruntime-gpu wheel lists CUDA on every host; asking for it without a GPU only buys a failed
+        # library load and two error lines per model load
+        available.discard(CUDA)
     wanted = list(DEFAULT_PROVIDERS if requested is None else requested)
     unavailable = [p for p in wanted if p not in available]
     if unavailable and requested is not None:

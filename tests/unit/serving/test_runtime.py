@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -107,20 +106,25 @@ def xgb(tmp_path_factory: pytest.TempPathFactory) -> tuple[xgboost.XGBClassifier
     return model, ModelRuntime.load(report.path, providers=[CPU], intra_op_threads=1), x[400:]
 
 
-def _cuda_device_present() -> bool:
-    return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Providers
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def test_default_providers_ask_for_cuda_only_when_onnxruntime_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rt, "nvidia_device_present", lambda: True)
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
     assert resolve_providers() == [CPU]
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", CUDA, CPU])
     assert resolve_providers() == [CUDA, CPU]
+
+
+def test_default_providers_skip_cuda_on_a_host_without_an_nvidia_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The onnxruntime-gpu wheel lists CUDA everywhere; asking for it without a GPU only fails a library load."""
+    monkeypatch.setattr(rt, "nvidia_device_present", lambda: False)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    assert resolve_providers() == [CPU]
+    assert resolve_providers([CUDA]) == [CUDA, CPU]  # asked for explicitly: tried (and reported if it falls back)
 
 
 def test_explicit_providers_drop_unavailable_ones_and_end_with_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,14 +133,14 @@ def test_explicit_providers_drop_unavailable_ones_and_end_with_cpu(monkeypatch: 
     assert resolve_providers([CPU, CPU]) == [CPU]
 
 
-@pytest.mark.skipif(_cuda_device_present(), reason="on a GPU host the session runs on CUDA")
+@pytest.mark.skipif(rt.nvidia_device_present(), reason="on a GPU host the session runs on CUDA")
 def test_provider_reported_is_cpu_on_a_host_without_cuda(tiny_path: Path) -> None:
     runtime = ModelRuntime.load(tiny_path)  # default providers: CUDA is asked for when the wheel lists it
 
     assert runtime.provider == CPU
     assert runtime.providers == (CPU,)
     assert runtime.requested_providers[-1] == CPU
-    assert (CUDA in runtime.requested_providers) == (CUDA in ort.get_available_providers())
+    assert CUDA not in runtime.requested_providers
 
 
 def test_fallback_from_the_preferred_provider_is_logged_as_a_warning(
@@ -144,6 +148,7 @@ def test_fallback_from_the_preferred_provider_is_logged_as_a_warning(
 ) -> None:
     """Deterministic on any host: ORT is told CUDA exists, and the session it builds only has CPU."""
     open_session = rt._open_session
+    monkeypatch.setattr(rt, "nvidia_device_present", lambda: True)
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
     monkeypatch.setattr(rt, "_open_session", lambda path, providers, intra, inter: open_session(path, [CPU], 1, 1))
 
@@ -180,6 +185,7 @@ def test_tree_model_gets_a_cpu_session_even_when_cuda_is_available(
         session = open_session(path, [CPU], 1, 1)
         return _ClaimsCuda(session) if CUDA in providers else session
 
+    monkeypatch.setattr(rt, "nvidia_device_present", lambda: True)
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
     monkeypatch.setattr(rt, "_open_session", fake_open)
 
@@ -193,7 +199,7 @@ def test_tree_model_gets_a_cpu_session_even_when_cuda_is_available(
 
 @pytest.mark.gpu
 @pytest.mark.skipif(CUDA not in ort.get_available_providers(), reason="onnxruntime build without CUDA")
-@pytest.mark.skipif(not _cuda_device_present(), reason="no NVIDIA GPU on this host")
+@pytest.mark.skipif(not rt.nvidia_device_present(), reason="no NVIDIA GPU on this host")
 def test_cuda_provider_is_used_on_a_gpu_host(tiny_path: Path) -> None:
     runtime = ModelRuntime.load(tiny_path)
 

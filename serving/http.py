@@ -1,0 +1,89 @@
+"""HTTP conventions BentoML does not give us, as one small ASGI middleware around the service.
+
+- `GET /readyz` answers with the serving state (model versions, execution provider, problems) as JSON: 200 when
+  ready, 503 otherwise. BentoML's own probe only says 200/503; operators and `make demo` want to see *what* is up.
+- Request bodies over `JOURNEY_MAX_BODY_BYTES` get 413 before they are read (a multi-MB JSON would otherwise be
+  parsed in full before validation refuses it).
+- BentoML answers pydantic validation errors with 400; the platform contract (DESIGN.md) is 422 with the field
+  named, so a 400 from an API route becomes 422 (the body, pydantic's `detail` with `loc`, is kept).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+StatusFn = Callable[[], dict[str, Any]]
+
+# set by the service instance in its worker; the middleware of that worker's app reads it
+_status: list[StatusFn] = []
+
+
+def publish_status(status: StatusFn) -> None:
+    _status[:] = [status]
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body, default=str).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class JourneyHTTP:
+    def __init__(self, app: ASGIApp, *, api_paths: tuple[str, ...], max_body_bytes: int) -> None:
+        self.app = app
+        self.api_paths = frozenset(api_paths)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == "/readyz" and scope["method"] == "GET":
+            status = _status[0]() if _status else {"ready": False, "problems": ["service not initialised"]}
+            await _json(send, 200 if status.get("ready") else 503, status)
+            return
+        if path not in self.api_paths:
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body_bytes:
+            await _json(send, 413, {"error": f"request body over {self.max_body_bytes} bytes", "field": "body"})
+            return
+        started = False
+        received = 0
+
+        async def receive_bounded() -> Message:
+            # a chunked body has no content-length: count what arrives
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise _TooLarge
+            return message
+
+        async def send_mapped(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] == 400:
+                    message = {**message, "status": 422}
+            await send(message)
+
+        try:
+            await self.app(scope, receive_bounded, send_mapped)
+        except _TooLarge:
+            if not started:
+                await _json(send, 413, {"error": f"request body over {self.max_body_bytes} bytes", "field": "body"})
+
+
+class _TooLarge(Exception):
+    """Raised from inside the app's body read; caught by the middleware that raised it."""

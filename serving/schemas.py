@@ -1,0 +1,104 @@
+"""Request and response bodies of the HTTP API: what the OpenAPI schema documents and what a bad request is told.
+
+Every field is top level (BentoML `input_spec`), constrained here so a bad request fails before any work with the
+field named (HTTP 422). Limits that operators tune (candidates and events per request) come from settings at
+validation time, so one process serves one configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from journey.settings import get_settings
+
+UserId = Annotated[int, Field(ge=0, le=2**63 - 1, description="The shopper (user_activity entity).")]
+SessionId = Annotated[str, Field(min_length=1, max_length=128, description="The shopping session.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Candidate(_Strict):
+    item_id: int = Field(ge=0, le=2**63 - 1, description="Item to score.")
+    price: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Price shown to the shopper; unknown: the model's missing path."
+    )
+
+
+class PurchaseRequest(_Strict):
+    user_id: UserId
+    session_id: SessionId | None = Field(None, description="Current session; omitted: no session features.")
+    items: list[Candidate] = Field(min_length=1, description="Candidates to score (at most JOURNEY_MAX_CANDIDATES).")
+    request_ts: int | None = Field(
+        None, ge=0, le=4_102_444_800, description="Unix seconds of the request (default: now); drives time features."
+    )
+
+    @field_validator("items")
+    @classmethod
+    def _not_too_many(cls, items: list[Candidate]) -> list[Candidate]:
+        limit = get_settings().max_candidates
+        if len(items) > limit:
+            raise ValueError(f"at most {limit} candidates per request, got {len(items)}")
+        return items
+
+
+class ItemScore(BaseModel):
+    item_id: int
+    probability: float = Field(description="P(the shopper buys this item later in this session).")
+
+
+class Served(BaseModel):
+    """What every prediction says about itself: which model answered and how fresh its inputs were."""
+
+    model: str
+    version: int
+    variant: str = Field(description="A/B variant that answered (the production version: `production`).")
+    degraded: bool = Field(description="True when features could not be read and the model ran on missing inputs.")
+    feature_age_seconds: dict[str, float | None] = Field(
+        description="Per feature view: age of the oldest row served (None: no row for this entity)."
+    )
+
+
+class PurchaseResponse(Served):
+    scores: list[ItemScore]
+
+
+class NextActionRequest(_Strict):
+    user_id: UserId
+    session_id: SessionId
+
+
+class NextActionResponse(Served):
+    probabilities: dict[str, float] = Field(description="Next event type or `exit` -> probability (sums to 1).")
+    predicted: str
+
+
+class EventsRequest(_Strict):
+    events: list[dict[str, Any]] = Field(
+        min_length=1, description="Canonical events (see journey/events.py); at most JOURNEY_MAX_EVENTS."
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _not_too_many(cls, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        limit = get_settings().max_events
+        if len(events) > limit:
+            raise ValueError(f"at most {limit} events per request, got {len(events)}")
+        return events
+
+
+class Reject(BaseModel):
+    row: int = Field(description="1-based position of the event in the request.")
+    field: str
+    value: str | None
+    reason: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    rejected: int
+    sessions: int = Field(description="Sessions whose online features were updated.")
+    rejects: list[Reject]

@@ -1,0 +1,173 @@
+"""The BentoML service: endpoints and their wiring only; the logic lives in predict.py, ingest.py and state.py.
+
+    bentoml serve serving.service:Journey --host 127.0.0.1 --port 3000      (or `make serve`)
+
+Two services: `Journey` (the HTTP API, one per worker: features, validation, responses) and `PropensityScorer`
+(the XGBoost ONNX session behind BentoML's adaptive batching: concurrent `/predict_purchase` calls are merged into
+one ONNX Runtime call of up to JOURNEY_BATCH_MAX_SIZE rows, waiting at most JOURNEY_BATCH_MAX_LATENCY_MS).
+With JOURNEY_ADAPTIVE_BATCHING=false the API scores in-process instead (one hop less; `make bench` compares both).
+Next action answers one session per call and always runs in-process.
+
+Nothing heavy is imported at module level: BentoML imports this module in the supervisor as well as in each worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, cast
+
+import anyio
+import bentoml
+import numpy as np
+from bentoml.exceptions import InvalidArgument, ServiceUnavailable
+
+from journey.errors import JourneyError
+from journey.settings import get_settings
+from serving import metrics
+from serving.http import JourneyHTTP, publish_status
+from serving.runtime import InputError
+from serving.schemas import (
+    EventsRequest,
+    EventsResponse,
+    NextActionRequest,
+    NextActionResponse,
+    PurchaseRequest,
+    PurchaseResponse,
+)
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+
+class Unprocessable(InvalidArgument):
+    """Bad input found after schema validation (a value no model can take): HTTP 422, the field named."""
+
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+    http_status = 422  # what serving.metrics records
+
+
+class Unavailable(ServiceUnavailable):
+    """A dependency (model, feature store) is not loaded: HTTP 503, never a bare 500."""
+
+    http_status = 503
+
+
+def _unprocessable(exc: JourneyError | InputError) -> Unprocessable:
+    field = getattr(exc, "field", None)
+    return Unprocessable(f"{field}: {exc}" if field else str(exc))
+
+
+@bentoml.service(name="journey_propensity_scorer", workers=1, traffic={"timeout": 10})
+class PropensityScorer:
+    """The production purchase-propensity model behind adaptive batching (no Feast here: it starts in ~1 s)."""
+
+    def __init__(self) -> None:
+        from journey.registry import Registry
+        from serving.runtime import ModelRuntime
+
+        with Registry(settings) as registry:
+            version = registry.get("purchase_propensity", "production")
+            path = registry.artifact_path(version)
+        self.version = str(version.version)
+        self.runtime = ModelRuntime.load(
+            path, intra_op_threads=settings.ort_intra_op_threads, inter_op_threads=settings.ort_inter_op_threads
+        )
+
+    @bentoml.api(
+        batchable=True,
+        batch_dim=0,
+        max_batch_size=settings.batch_max_size,
+        max_latency_ms=settings.batch_max_latency_ms,
+    )
+    def score(self, features: np.ndarray) -> np.ndarray:
+        metrics.observe_batch_size("purchase_propensity", len(features))
+        with metrics.time_inference("purchase_propensity", self.version, self.runtime.provider):
+            probabilities: np.ndarray = self.runtime.run({"features": features})["probabilities"]
+        return probabilities
+
+
+API_PATHS = ("/predict_purchase", "/predict_next_action", "/events")
+
+
+@bentoml.service(
+    name="journey",
+    workers=settings.serve_workers,
+    http={"host": settings.serve_host, "port": settings.serve_port},
+    traffic={"timeout": 30},
+)
+class Journey:
+    scorer = bentoml.depends(PropensityScorer)
+
+    def __init__(self) -> None:
+        from serving.state import ServingState
+
+        self.state = ServingState.load(settings)
+        publish_status(self.state.status)
+        metrics.prime_series(services=("purchase_propensity_v1", "next_action_v1"))
+
+    def __is_ready__(self) -> bool:
+        return self.state.ready
+
+    def _require(self, predictor: Any, name: str) -> Any:
+        if predictor is None:
+            raise Unavailable(f"{name} is not loaded: {'; '.join(self.state.problems) or 'unknown'}")
+        return predictor
+
+    async def _score(self, features: np.ndarray) -> np.ndarray:
+        if settings.adaptive_batching:
+            result: np.ndarray = await self.scorer.to_async.score(features)
+            return result
+        runtime = self.state.runtimes["purchase_propensity"]
+        version = str(self.state.versions["purchase_propensity"])
+        metrics.observe_batch_size("purchase_propensity", len(features))
+        with metrics.time_inference("purchase_propensity", version, runtime.provider):
+            return runtime.run({"features": features})["probabilities"]
+
+    @bentoml.api(input_spec=PurchaseRequest, output_spec=PurchaseResponse)
+    async def predict_purchase(self, **params: Any) -> PurchaseResponse:
+        """P(purchase later in this session) for each candidate item of a user (and session)."""
+        predictor = self._require(self.state.purchase, "purchase_propensity")
+        with metrics.time_request("predict_purchase", predictor.model.variant):
+            try:
+                prepared = await anyio.to_thread.run_sync(predictor.prepare, PurchaseRequest.model_construct(**params))
+                response: PurchaseResponse = predictor.respond(prepared, await self._score(prepared.feeds["features"]))
+            except (JourneyError, InputError) as exc:
+                raise _unprocessable(exc) from exc
+        return response
+
+    @bentoml.api(input_spec=NextActionRequest, output_spec=NextActionResponse)
+    def predict_next_action(self, **params: Any) -> NextActionResponse:
+        """Probability of each next event type and of leaving (exit), for a user's current session."""
+        predictor = self._require(self.state.next_action, "next_action")
+        runtime = self.state.runtimes["next_action"]
+        version = str(self.state.versions["next_action"])
+        with metrics.time_request("predict_next_action", predictor.model.variant):
+            try:
+                prepared = predictor.prepare(NextActionRequest.model_construct(**params))
+                with metrics.time_inference("next_action", version, runtime.provider):
+                    outputs = runtime.run(prepared.feeds)
+                response: NextActionResponse = predictor.respond(prepared, outputs[predictor.OUTPUT])
+            except (JourneyError, InputError) as exc:
+                raise _unprocessable(exc) from exc
+        return response
+
+    @bentoml.api(input_spec=EventsRequest, output_spec=EventsResponse)
+    def events(self, **params: Any) -> EventsResponse:
+        """Validate and push shop events (online session features at once, offline for training); bad ones are
+        reported with row, field and reason while the good ones are stored."""
+        from serving.ingest import ingest
+
+        if self.state.store is None or self.state.tables is None:
+            raise Unavailable(f"feature store not loaded: {'; '.join(self.state.problems)}")
+        with metrics.time_request("events"):
+            try:
+                response = ingest(self.state.store, self.state.tables, params["events"])
+            except JourneyError as exc:
+                if exc.http_status >= 500:
+                    raise Unavailable(str(exc)) from exc
+                raise _unprocessable(exc) from exc
+        return response
+
+
+cast(Any, Journey).add_asgi_middleware(JourneyHTTP, api_paths=API_PATHS, max_body_bytes=settings.max_body_bytes)
