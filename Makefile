@@ -15,7 +15,7 @@ REAL_SAMPLES := retailrocket:retailrocket:retailrocket_sample/events.csv.gz \
 	taobao:taobao:taobao_userbehavior_head/UserBehavior_head.csv.gz
 
 
-.PHONY: help install demo evaluate-real test lint format bench clean
+.PHONY: help install demo serve evaluate-real test lint format bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv (pip), install torch 2.13.0 (CPU) first, then the project with dev extras
 
-demo: install ## Generate demo data, build features, feast apply, materialise, train + register both models
+demo: install ## Generate demo data, build features, feast apply, materialise, train + register both models, serve
 	$(BIN)/journey data generate --dataset demo --replace
 	@if [ -d "$(DATASETS)" ]; then \
 		$(BIN)/journey data import $(DATASETS)/retailrocket_sample/events.csv.gz --format retailrocket \
@@ -44,6 +44,10 @@ demo: install ## Generate demo data, build features, feast apply, materialise, t
 	$(BIN)/journey features materialize
 	$(BIN)/journey train propensity --dataset demo --promote
 	$(BIN)/journey train next-action --dataset demo --promote
+	$(MAKE) serve
+
+serve: install ## Serve the production models (BentoML) on JOURNEY_SERVE_HOST:JOURNEY_SERVE_PORT (127.0.0.1:3000)
+	$(BIN)/bentoml serve serving.service:Journey
 
 # Each sample gets its own data and reports dir, so the demo's features and registry stay as they are. A refusal
 # (too few rows, a single class on the test days) is reported and the next model/sample goes on.

@@ -54,24 +54,33 @@ class JourneyHTTP:
         if path not in self.api_paths:
             await self.app(scope, receive, send)
             return
+        too_large = {"error": f"request body over {self.max_body_bytes} bytes", "field": "body"}
         length = dict(scope.get("headers") or []).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_body_bytes:
-            await _json(send, 413, {"error": f"request body over {self.max_body_bytes} bytes", "field": "body"})
+            await _json(send, 413, too_large)
             return
         started = False
+        overflowed = False
         received = 0
 
         async def receive_bounded() -> Message:
             # a chunked body has no content-length: count what arrives
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
+                overflowed = True
                 raise _TooLarge
             return message
 
         async def send_mapped(message: Message) -> None:
             nonlocal started
+            if overflowed:
+                # BentoML catches every exception of a body read and answers 500 itself: that answer becomes the 413
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _json(send, 413, too_large)
+                return
             if message["type"] == "http.response.start":
                 started = True
                 if message["status"] == 400:
@@ -82,7 +91,7 @@ class JourneyHTTP:
             await self.app(scope, receive_bounded, send_mapped)
         except _TooLarge:
             if not started:
-                await _json(send, 413, {"error": f"request body over {self.max_body_bytes} bytes", "field": "body"})
+                await _json(send, 413, too_large)
 
 
 class _TooLarge(Exception):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,7 +173,7 @@ def _name_list(props: Mapping[str, str], key: str, path: Path) -> tuple[str, ...
 
 def nvidia_device_present() -> bool:
     """Whether this host exposes an NVIDIA GPU to the process (driver device nodes or procfs entry)."""
-    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version"))
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version"))
 
 
 def resolve_providers(requested: Sequence[str] | None = None) -> list[str]:
