@@ -62,6 +62,8 @@ class JourneyHTTP:
         started = False
         overflowed = False
         received = 0
+        held: list[Message] = []
+        chunks: list[bytes] = []
 
         async def receive_bounded() -> Message:
             # a chunked body has no content-length: count what arrives
@@ -83,8 +85,14 @@ class JourneyHTTP:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                if message["status"] == 400:
-                    message = {**message, "status": 422}
+                if message["status"] in (400, 422):
+                    held.append({**message, "status": 422})  # the body is reshaped below, so hold the start
+                    return
+            if held and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await _json(send, 422, _one_error_shape(b"".join(chunks)))
+                return
             await send(message)
 
         try:
@@ -92,6 +100,18 @@ class JourneyHTTP:
         except _TooLarge:
             if not started:
                 await _json(send, 413, too_large)
+
+
+def _one_error_shape(body: bytes) -> dict[str, Any]:
+    """BentoML answers schema errors with `{"error", "detail"}` but raised errors with `[{"error"}]`: give clients
+    one shape, `{"error": ..., "detail"?: [...]}`."""
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        return {"error": body.decode(errors="replace")}
+    if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict):
+        payload = payload[0]
+    return payload if isinstance(payload, dict) else {"error": payload}
 
 
 class _TooLarge(Exception):
