@@ -125,6 +125,11 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
 
 
+def _log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
+    rows = np.clip(scores[np.arange(len(labels)), labels], _EPS, 1.0)
+    return float(-np.mean(np.log(rows)))
+
+
 def _accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == labels))
 
@@ -169,7 +174,11 @@ def evaluate(run: TrainingRun) -> Evaluation:
     metrics = {c.name: _multiclass_metrics(labels, c.scores, n) for c in run.candidates}
     confusion = {c.name: _confusion(labels, c.scores.argmax(axis=1), n) for c in run.candidates}
     per_class = _per_class(labels, run.model.scores.argmax(axis=1), run.classes)
-    return Evaluation("multiclass", metrics, per_class, confusion, _versus(run, labels, _accuracy))
+    versus = {f"{name} (accuracy)": v for name, v in _versus(run, labels, _accuracy).items()}
+    probabilistic = [c for c in run.candidates if not c.is_model and not _is_hard(c.scores)]
+    for c in probabilistic:  # a tie on accuracy can hide a better probability model: log loss says (lower is better)
+        versus[f"{c.name} (log loss)"] = paired_bootstrap(labels, run.model.scores, c.scores, _log_loss)
+    return Evaluation("multiclass", metrics, per_class, confusion, versus)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -320,7 +329,7 @@ def _render(
     lines = [f"# {run.model_name} v{version}", "", "## Data", *_data_section(run, training_meta), ""]
     lines += ["## Test metrics (model and baselines, same test days)", "", *_metrics_table(run, evaluation), ""]
     if evaluation.versus_baselines:
-        headline = "ROC-AUC" if evaluation.task == "binary" else "accuracy"
+        headline = "ROC-AUC" if evaluation.task == "binary" else "accuracy (higher is better) and log loss (lower)"
         rows = [
             [name, v["difference"], f"[{v['ci95_low']:.4f}, {v['ci95_high']:.4f}]"]
             for name, v in evaluation.versus_baselines.items()

@@ -328,9 +328,22 @@ def _write_metadata(path: Path, report: ExportReport, *, feature_order: Sequence
         META_EXPORTER: report.exporter,
     }
     model = onnx.load(str(path))
+    _drop_volatile_metadata(model)
     kept = {p.key: p.value for p in model.metadata_props if p.key not in props}
     onnx.helper.set_model_props(model, {**kept, **props})
     onnx.save_model(model, str(path), save_as_external_data=False)
+
+
+VOLATILE_METADATA_PREFIX = "pkg.torch.export."
+
+
+def _drop_volatile_metadata(model: onnx.ModelProto) -> None:
+    """torch's exporter notes per-process details (e.g. counters) under `pkg.torch.export.*`: the same model exported
+    twice in one process would differ in bytes, and the registry's sha256 would call them different models."""
+    for container in (model, model.graph):
+        kept = [p for p in container.metadata_props if not p.key.startswith(VOLATILE_METADATA_PREFIX)]
+        del container.metadata_props[:]
+        container.metadata_props.extend(kept)
 
 
 def _as_dtype(name: str, values: np.ndarray, example: torch.Tensor) -> np.ndarray:

@@ -182,7 +182,10 @@ def train_propensity(
     """
     config = config or PropensityConfig()
     say = progress or (lambda _step, _fraction: None)
-    labels_ok = LABEL in frame.columns and pd.api.types.is_integer_dtype(frame[LABEL]) and frame[LABEL].isin([0, 1]).all()
+    label_column = frame[LABEL] if LABEL in frame.columns else None
+    labels_ok = (
+        label_column is not None and pd.api.types.is_integer_dtype(label_column) and label_column.isin([0, 1]).all()
+    )
     if not labels_ok or HEURISTIC_COLUMN not in frame.columns:
         raise InvalidInputError(
             f"not a {PURCHASE_PROPENSITY_V1} training set: needs a 0/1 {LABEL!r} column and {HEURISTIC_COLUMN!r}",

@@ -154,6 +154,7 @@ def test_push_makes_session_features_visible_at_once_and_continues_the_session(b
             "event_type": kind,
             "event_timestamp": at.isoformat(),
             "price": 5.0,
+            **({"category_id": 40 + i} if i != 2 else {}),  # event 2 has no category
         }
 
     first = push_records(
@@ -167,8 +168,16 @@ def test_push_makes_session_features_visible_at_once_and_continues_the_session(b
     assert (read["session_events"], read["session_carts"], read["session_last_item_ids"]) == ([2], [1], [[101, 102]])
 
     push_records(store, tables, [event(3, "purchase", now - timedelta(seconds=10))])
-    read = store.get_online_features(features=refs, entity_rows=[{"session_id": session}]).to_dict()
+    lists = ["session_last_event_types", "session_last_event_ts", "session_last_category_ids"]
+    read = store.get_online_features(
+        features=refs + [f"{SESSION_ACTIVITY}:{f}" for f in lists], entity_rows=[{"session_id": session}]
+    ).to_dict()
     assert read["session_events"] == [3] and read["session_last_item_ids"] == [[101, 102, 103]]
+    # the continued lists are the ones a replay of the whole session gives
+    stamp = int(now.timestamp())
+    assert read["session_last_event_types"] == [["view", "add_to_cart", "purchase"]]
+    assert read["session_last_event_ts"] == [[stamp - 30, stamp - 20, stamp - 10]]
+    assert read["session_last_category_ids"] == [[41, -1, 43]]
     offline = tables.read(SESSION_ACTIVITY).filter(pc.equal(pc.field("session_id"), session))
     assert sorted(offline["session_events"].to_pylist()) == [1, 2, 3]
 

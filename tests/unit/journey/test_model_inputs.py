@@ -122,6 +122,7 @@ def test_inputs_keep_the_last_events_right_padded_with_their_vocabulary_codes() 
     np.testing.assert_allclose(steps[0, :, 0], [0.0, np.log1p(10), 0.0, np.log1p(1_000)], rtol=1e-6)
     assert steps[0, :, 1].tolist() == [0, 0, 1, 1]  # item 6 again at steps 2 and 3
     assert steps[0, :, 2].tolist() == [0, 0, 0, 1]
+    assert steps[0, :, 3].tolist() == [0, 0, 0, 1]  # category 2 again; -1 (no category) never counts
     assert not steps[1].any()
     assert out["dense"].shape == (2, len(DEFAULT_DENSE_FEATURES)) and out["dense"].dtype == np.float32
     assert {k: v.dtype for k, v in out.items() if k not in ("step_features", "dense")} == dict.fromkeys(
@@ -161,6 +162,15 @@ def test_a_time_or_category_list_of_another_length_counts_as_unknown() -> None:
     assert not out["step_features"][0, :, 0].any()  # no gaps
     assert out["category_buckets"][0].tolist() == hash_buckets([-1] * 4, 16).tolist()
     assert out["step_features"][0, :, 1].tolist() == [0, 0, 1, 1]  # items still tell repeats
+
+
+def test_rows_around_a_stale_row_keep_their_own_values() -> None:
+    stale = {**SHORT, "session_last_event_ts": [1, 2, 3], "session_last_category_ids": None}
+    mixed = next_action_inputs(_columns([LONG, stale, SHORT, stale]), SPEC)
+    clean = next_action_inputs(_columns([LONG, SHORT]), SPEC)
+    for name in NEXT_ACTION_INPUT_NAMES:
+        np.testing.assert_array_equal(mixed[name][[0, 2]], clean[name], err_msg=name)
+    assert mixed["category_buckets"][1, 0] == hash_buckets([-1], 16)[0]
 
 
 def test_a_missing_list_column_is_named() -> None:

@@ -306,6 +306,10 @@ def _session_features(events: pd.DataFrame, session: str, upto: pd.Timestamp) ->
         "session_purchases": float((mine["event_type"] == "purchase").sum()),
         "session_seconds_since_start": (mine["event_timestamp"].max() - mine["event_timestamp"].min()).total_seconds(),
         "session_last_item_ids": list(mine["item_id"].tail(LAST_N_EVENTS)),
+        "session_last_event_ts": list(
+            (mine["event_timestamp"].tail(LAST_N_EVENTS) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        ),
+        "session_last_category_ids": list(mine["category_id"].fillna(-1).astype(np.int64).tail(LAST_N_EVENTS)),
     }
 
 
@@ -359,7 +363,8 @@ def test_propensity_features_use_only_events_before_the_decision_time(
         user = _user_features(events, row["user_id"], snapshot)
         avg = user.pop("avg_viewed_price_30d", np.nan)
         session = _session_features(events, row["session_id"], upto)
-        session.pop("session_last_item_ids")  # not in purchase_propensity_v1
+        for name in ("session_last_item_ids", "session_last_event_ts", "session_last_category_ids"):
+            session.pop(name)  # not in purchase_propensity_v1
         ratio = row["candidate_price"] / avg if avg == avg and avg > 0 else 1.0
         moment = datetime.fromtimestamp(int(row["request_ts"]), UTC)
         return {
@@ -393,4 +398,5 @@ def test_next_action_features_use_only_events_before_the_decision_time(
     changed = _check_no_leakage(frame, recompute)
     assert changed["session_events"] > 0
     assert changed["session_last_item_ids"] > 0
+    assert changed["session_last_event_ts"] > 0
     assert changed["seconds_since_last_event"] > 0

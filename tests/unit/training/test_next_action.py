@@ -95,6 +95,7 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.slow  # the module's training run + export: ~15 s once
 def test_the_export_is_parity_checked_with_named_inputs_and_probabilities_out(run: TrainingRun) -> None:
     report = run.export
     assert report.exporter == EXPORTER_TORCH_DYNAMO
@@ -105,6 +106,7 @@ def test_the_export_is_parity_checked_with_named_inputs_and_probabilities_out(ru
     assert json.loads(read_metadata(report.path)["journey.input_names"]) == list(NEXT_ACTION_INPUT_NAMES)
 
 
+@pytest.mark.slow  # the module's training run + export: ~15 s once
 def test_onnx_on_inputs_built_as_serving_builds_them_reproduces_the_test_scores(
     run: TrainingRun, frame: pd.DataFrame
 ) -> None:
@@ -125,6 +127,7 @@ def _plain(value: object) -> object:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
+@pytest.mark.slow  # the module's training run + export: ~15 s once
 def test_an_unknown_session_and_user_still_get_probabilities(run: TrainingRun) -> None:
     spec = NextActionInputSpec.from_dict(run.params["input_spec"])
     unknown = {key: [None, None] for key in spec.source_features}
@@ -133,6 +136,7 @@ def test_an_unknown_session_and_user_still_get_probabilities(run: TrainingRun) -
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow  # the module's training run + export: ~15 s once
 def test_the_run_carries_the_model_then_the_baselines_scored_on_the_test_days(
     run: TrainingRun, frame: pd.DataFrame
 ) -> None:
@@ -162,9 +166,9 @@ def test_the_run_carries_the_model_then_the_baselines_scored_on_the_test_days(
 
 
 @pytest.mark.slow
-def test_the_same_seed_gives_the_same_onnx_file(run: TrainingRun, frame: pd.DataFrame, tmp_path: Path) -> None:
+def test_the_same_seed_gives_the_same_onnx_model(run: TrainingRun, frame: pd.DataFrame, tmp_path: Path) -> None:
     again = train_next_action(frame, tmp_path / "again.onnx", config=TINY, seed=SEED)
-    assert again.export.sha256 == run.export.sha256
+    assert again.export.sha256 == run.export.sha256  # byte-identical: the registry's hash names the same model
     np.testing.assert_array_equal(again.model.scores, run.model.scores)
     assert again.history == run.history
 
