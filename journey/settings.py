@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     online_timeout_s: float = Field(0.1, gt=0, description="Online feature read timeout; past it: degraded answer.")
     ort_intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per model call (0: ORT default).")
     ort_inter_op_threads: int = Field(1, ge=0, description="ONNX Runtime inter-op threads (0: ORT default).")
-    adaptive_batching: bool = Field(True, description="Merge concurrent model calls (BentoML adaptive batching).")
+    adaptive_batching: bool = Field(
+        False, description="Score propensity through the batching model service (off: in-process; see make bench)."
+    )
     batch_max_latency_ms: int = Field(10, gt=0, description="Longest a call may wait to be batched.")
     batch_max_size: int = Field(2048, gt=0, description="Most rows in one batched model call.")
     max_candidates: int = Field(1000, ge=1, description="Most candidate items in one /predict_purchase request.")
