@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.cases import event_import, feature_store, model_inference, online_features, training_e2e
+from benchmarks.cases import event_import, feature_store, model_inference, online_features, serving, training_e2e
 from benchmarks.harness import Case
 
 CASES: list[Case] = [
@@ -11,4 +11,5 @@ CASES: list[Case] = [
     online_features.CASE,
     model_inference.CASE,
     training_e2e.CASE,
+    serving.CASE,
 ]
