@@ -19,6 +19,7 @@ import logging
 from http import HTTPStatus
 from typing import Any, cast
 
+import aiohttp
 import anyio
 import bentoml
 import numpy as np
@@ -121,9 +122,10 @@ class Journey:
             try:
                 result: np.ndarray = await self.scorer.to_async.score(features)
                 return result
-            except BentoMLException as exc:
-                # the batcher sheds calls that waited past max_latency_ms (503) or the scorer is restarting: the
-                # same model is loaded here, so answer in-process rather than pass an error to the shop
+            except (BentoMLException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # the batcher sheds calls that waited past max_latency_ms (503), or the connection to the scorer
+                # process broke (restart, overload): the same model is loaded here, so answer in-process rather
+                # than pass an error to the shop
                 log.warning("batched scorer unavailable, scoring in-process", extra={"error": str(exc)})
         runtime = self.state.runtimes["purchase_propensity"]
         version = str(self.state.versions["purchase_propensity"])

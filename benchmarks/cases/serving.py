@@ -478,9 +478,29 @@ def _import_seconds(module: str, env: dict[str, str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def _terminated_cleanly() -> Iterator[None]:
+    """SIGTERM (`timeout`, a CI runner) raises SystemExit here, so the `finally` blocks stop the servers (they run
+    in sessions of their own: nothing else would) and drop the schemas, instead of the process just vanishing."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(quick: bool) -> list[Result]:
     sizes = QUICK if quick else FULL
-    with deployment(sizes) as dep:
+    with _terminated_cleanly(), deployment(sizes) as dep:
         logs = dep.root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         servers: list[Server] = []
