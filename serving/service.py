@@ -100,7 +100,9 @@ API_PATHS = ("/predict_purchase", "/predict_next_action", "/events")
     traffic={"timeout": 30},
 )
 class Journey:
-    scorer = bentoml.depends(PropensityScorer)
+    # only a declared dependency gets its own worker process: with batching off, none is started
+    if settings.adaptive_batching:
+        scorer = bentoml.depends(PropensityScorer)
 
     def __init__(self) -> None:
         from serving.state import ServingState
