@@ -29,11 +29,13 @@ from serving.schemas import ItemScore, NextActionRequest, NextActionResponse, Pu
 
 if TYPE_CHECKING:
     from serving.features import OnlineFeatureReader
+    from serving.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 Columns = dict[str, list[Any]]
+PURCHASE_MODEL = "purchase_propensity"
 NO_SESSION = ""  # a join key no session has: the session view answers "no row", like an unknown session
 
 
@@ -88,6 +90,14 @@ def read_features(
     return missing, {}, True
 
 
+def score_propensity(runtime: ModelRuntime, version: str, features: np.ndarray) -> np.ndarray:
+    """One propensity model call, its batch size and time recorded (in-process and in the batching scorer)."""
+    metrics.observe_batch_size(PURCHASE_MODEL, len(features))
+    with metrics.time_inference(PURCHASE_MODEL, version, runtime.provider):
+        probabilities: np.ndarray = runtime.run({PurchasePredictor.INPUT: features})[PurchasePredictor.OUTPUT]
+    return probabilities
+
+
 class PurchasePredictor:
     """purchase_propensity: one row per candidate item, the XGBoost model's P(purchase)."""
 
@@ -116,8 +126,7 @@ class PurchasePredictor:
     def prepare(self, request: PurchaseRequest) -> Prepared:
         rows = self.rows(request)
         columns, ages, degraded = read_features(self.reader, rows, self.model.feature_order)
-        for name in ("candidate_price",):  # request inputs are known even when the store is not
-            columns[name] = [row[name] for row in rows]
+        columns["candidate_price"] = [row["candidate_price"] for row in rows]  # known even when the store is not
         matrix = feature_matrix(columns, self.model.feature_order)
         return Prepared({self.INPUT: matrix}, len(rows), degraded, ages, [item.item_id for item in request.items])
 

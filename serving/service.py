@@ -29,6 +29,7 @@ from journey.errors import JourneyError
 from journey.settings import get_settings
 from serving import metrics
 from serving.http import JourneyHTTP, publish_status
+from serving.predict import PURCHASE_MODEL, score_propensity
 from serving.runtime import InputError
 from serving.schemas import (
     EventsRequest,
@@ -67,15 +68,11 @@ class PropensityScorer:
 
     def __init__(self) -> None:
         from journey.registry import Registry
-        from serving.runtime import ModelRuntime
+        from serving.state import load_production
 
         with Registry(settings) as registry:
-            version = registry.get("purchase_propensity", "production")
-            path = registry.artifact_path(version)
+            version, self.runtime = load_production(registry, PURCHASE_MODEL, settings)
         self.version = str(version.version)
-        self.runtime = ModelRuntime.load(
-            path, intra_op_threads=settings.ort_intra_op_threads, inter_op_threads=settings.ort_inter_op_threads
-        )
 
     @bentoml.api(
         batchable=True,
@@ -84,10 +81,7 @@ class PropensityScorer:
         max_latency_ms=settings.batch_max_latency_ms,
     )
     def score(self, features: np.ndarray) -> np.ndarray:
-        metrics.observe_batch_size("purchase_propensity", len(features))
-        with metrics.time_inference("purchase_propensity", self.version, self.runtime.provider):
-            probabilities: np.ndarray = self.runtime.run({"features": features})["probabilities"]
-        return probabilities
+        return score_propensity(self.runtime, self.version, features)
 
 
 API_PATHS = ("/predict_purchase", "/predict_next_action", "/events")
@@ -129,11 +123,7 @@ class Journey:
                 # process broke (restart, overload): the same model is loaded here, so answer in-process rather
                 # than pass an error to the shop
                 log.warning("batched scorer unavailable, scoring in-process", extra={"error": str(exc)})
-        runtime = self.state.runtimes["purchase_propensity"]
-        version = str(self.state.versions["purchase_propensity"])
-        metrics.observe_batch_size("purchase_propensity", len(features))
-        with metrics.time_inference("purchase_propensity", version, runtime.provider):
-            return runtime.run({"features": features})["probabilities"]
+        return score_propensity(self.state.runtimes[PURCHASE_MODEL], str(self.state.versions[PURCHASE_MODEL]), features)
 
     @bentoml.api(input_spec=PurchaseRequest, output_spec=PurchaseResponse)
     async def predict_purchase(self, **params: Any) -> PurchaseResponse:

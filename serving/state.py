@@ -15,20 +15,29 @@ from typing import TYPE_CHECKING, Any
 from journey.errors import JourneyError
 from journey.settings import Settings
 from serving import metrics
-from serving.predict import ModelInfo, NextActionPredictor, PurchasePredictor
+from serving.predict import PURCHASE_MODEL, ModelInfo, NextActionPredictor, PurchasePredictor
 from serving.runtime import ModelRuntime
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
     from journey.offline import OfflineTables
-    from journey.registry import ModelVersion
+    from journey.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
 
-PURCHASE_MODEL = "purchase_propensity"
 NEXT_ACTION_MODEL = "next_action"
-EVENT_LOG = "event_log"
+
+
+def load_production(registry: Registry, name: str, settings: Settings) -> tuple[ModelVersion, ModelRuntime]:
+    """The production version of `name` and its ONNX Runtime session (the stored file's hash re-checked first)."""
+    version = registry.get(name, "production")
+    runtime = ModelRuntime.load(
+        registry.artifact_path(version),
+        intra_op_threads=settings.ort_intra_op_threads,
+        inter_op_threads=settings.ort_inter_op_threads,
+    )
+    return version, runtime
 
 
 @dataclass
@@ -83,18 +92,12 @@ class ServingState:
         with Registry(self.settings) as registry:
             for name in (PURCHASE_MODEL, NEXT_ACTION_MODEL):
                 try:
-                    version = registry.get(name, "production")
-                    served[name] = self._load_version(version, registry.artifact_path(version))
+                    served[name] = self._serve(*load_production(registry, name, self.settings))
                 except JourneyError as exc:
                     self.problems.append(f"model {name}: {exc}")
         return served
 
-    def _load_version(self, version: ModelVersion, path: Any) -> Served:
-        runtime = ModelRuntime.load(
-            path,
-            intra_op_threads=self.settings.ort_intra_op_threads,
-            inter_op_threads=self.settings.ort_inter_op_threads,
-        )
+    def _serve(self, version: ModelVersion, runtime: ModelRuntime) -> Served:
         params = dict(version.params)
         info = ModelInfo(
             name=version.name,

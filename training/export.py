@@ -21,6 +21,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,8 @@ from journey.errors import InvalidInputError, JourneyError
 if TYPE_CHECKING:
     import torch
     import xgboost
+
+log = logging.getLogger(__name__)
 
 PARITY_BATCH_SIZES: tuple[int, ...] = (1, 7, 1024)
 XGBOOST_INPUT_NAME = "features"
@@ -276,7 +279,8 @@ def _torch_onnx_export(
                 verbose=False,
             )
         return EXPORTER_TORCH_DYNAMO
-    except Exception:  # noqa: BLE001  any dynamo failure (many error types): the legacy exporter is the fallback
+    except Exception as exc:  # noqa: BLE001  any dynamo failure (many error types): the legacy exporter is the fallback
+        log.warning("dynamo ONNX export failed, trying the legacy exporter", extra={"error": repr(exc)[:500]})
         _remove_side_files(path)
         path.unlink(missing_ok=True)
     with warnings.catch_warnings():

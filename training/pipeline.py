@@ -56,8 +56,9 @@ def build_offline(dataset: str, settings: Settings, progress: Callable[[str], No
     locations = build_features(dataset, settings, progress=say)
     say("replaying session history")
     locations["session_activity"] = write_session_history(dataset, settings)
-    events = DatasetStore(settings.events_dir).events(dataset).num_rows
-    record_build(settings, dataset, events)
+    record_build(
+        settings, dataset, DatasetStore(settings.events_dir).manifest(dataset).rows
+    )  # no third read of the events
     return locations
 
 

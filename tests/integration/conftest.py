@@ -52,8 +52,6 @@ def postgres_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 def registry_postgres_settings(postgres_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """`postgres_settings` plus a model registry schema of this test's own, not created yet (the registry's
     migrations must create it) and dropped with everything in it afterwards."""
-    from sqlalchemy import create_engine, text
-
     schema = f"journey_registry_test_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("JOURNEY_REGISTRY_SCHEMA", schema)
     get_settings.cache_clear()
@@ -61,10 +59,17 @@ def registry_postgres_settings(postgres_settings: Settings, monkeypatch: pytest.
     try:
         yield settings
     finally:
-        engine = create_engine(settings.postgres_dsn)
-        try:
-            with engine.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        finally:
-            engine.dispose()
+        drop_schema(settings, schema)
         get_settings.cache_clear()
+
+
+def drop_schema(settings: Settings, schema: str) -> None:
+    """Drop a PostgreSQL schema of a test with everything in it (the engine is disposed: no leaked connection)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(settings.postgres_dsn)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        engine.dispose()

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pytest
 
 from journey.settings import Profile, Settings
+from tests.integration.conftest import drop_schema
 from tests.integration.feature_store.conftest import _reachable, drop_project, skip_or_fail
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -170,17 +171,6 @@ def prod_services() -> None:
         skip_or_fail(f"Redis not reachable at {probe.redis_url}")
     if not _reachable(probe.postgres_dsn, 5432):
         skip_or_fail("PostgreSQL not reachable")
-
-
-def drop_schema(settings: Settings, schema: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(settings.postgres_dsn)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")
