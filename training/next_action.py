@@ -9,12 +9,15 @@ values with NaN for missing, and its output is `probabilities` [batch, len(NEXT_
 
 It is judged on the test days against two baselines that need no learning: repeating the last action, and a
 first-order Markov chain P(next | last event type) from the training split. The loss is unweighted by default:
-class weights buy recall on the rare classes with accuracy (`class_weighting="sqrt_inverse"` cost 4 points of
-accuracy for +9 points of macro-F1 on the synthetic shop).
+class weights buy recall on the rare classes with accuracy (`class_weighting="sqrt_inverse"` cost 0.8 points of
+accuracy for +5.7 points of macro-F1 on the synthetic shop below).
 
-What the synthetic shop allows: its walks make `view` the most likely next step in *every* latent state (stage x
-segment), so even an oracle knowing both cannot beat "always view", which is what the Markov baseline predicts;
-accuracy ties there by construction. The model's gain shows in log loss (0.911 vs Markov 0.960, oracle 0.906).
+What the synthetic shop allows (2M events, default config): after a view the likeliest next step depends on what
+kind of view it was, which the last event type alone does not say: a first look mostly browses on, a repeat look
+mostly ends the session or carts the item, a look after a purchase mostly ends it. The step features
+(`item_seen_before`, `same_item_as_previous`) and `session_purchases` show which, so the model reaches accuracy
+0.772 vs Markov 0.736 on the test days (log loss 0.635 vs 0.762); an oracle that knows the hidden stage, segment and
+cart gets ~0.774 on the whole dataset.
 """
 
 from __future__ import annotations

@@ -7,14 +7,25 @@ stage inference inverts later:
     discovery      view of an item new to the session (Zipf popularity, biased toward the preferred category)
     consideration  repeat view / add_to_cart of an item seen earlier in the session, or remove_from_cart of the
                    most recently carted item; with nothing seen yet it is add_to_cart of a new item (a view of a new
-                   item would read as discovery)
+                   item would read as discovery). A repeat view mostly goes back to the item viewed last, an add
+                   right after a view adds the item just viewed, and an add is likelier right after a repeat view
+                   (`p_repeat_last_item`, `p_add_after_repeat_view`): shoppers look twice, then cart
     purchase       the item on top of the cart (a purchase does not empty the cart), else the last item seen,
                    else a new one
     post_purchase  view of any item (popularity-drawn, may repeat; it does not count as "seen")
 
-Bot sessions (one per bot user, segment "bot") are 50-300 views of uniform random items 0.5-2 s apart, labelled
-discovery. Times are whole milliseconds: gaps stay below the session timeout and a user's sessions are at least the
-timeout apart, so `journey.sessions.sessionise` recovers the generated sessions exactly.
+Which event a step emits depends on the session so far (what was seen, carted, viewed last); which stage comes next
+never does: the stage walk is exactly the segment's first-order chain.
+
+The default segments (`DEFAULT_SEGMENTS`, the same as `synthetic_default.yaml`) give the events structure beyond
+their last type, as real shops have: browsing mostly goes on browsing, but a shopper back at an item seen before
+(consideration) carts it, buys or leaves rather than browsing on, and views after a purchase are mostly followed by
+leaving; browsers, deal seekers and loyal buyers convert ~3%, ~9% and ~23% of their sessions (~9.7% overall).
+
+Bot sessions (one per bot user, segment "bot") are `bot_views` views (default 20-120) of uniform random items
+`bot_gap_s` apart (default 0.5-2 s), labelled discovery. Times are whole milliseconds: gaps stay below the session
+timeout and a user's sessions are at least the timeout apart, so `journey.sessions.sessionise` recovers the
+generated sessions exactly.
 
 All sessions walk in parallel (one numpy step per event position), items are assigned afterwards with cumulative
 counts and sorts: no Python object per event. On two slow cores 2M events take ~1.2 s and 10M ~10 s (~2 GB peak).
@@ -137,12 +148,12 @@ DEFAULT_SEGMENTS: dict[str, SegmentConfig] = {
         0.55,
         1.5,
         0.4,
-        [0.85, 0.15, 0, 0, 0],
+        [0.95, 0.05, 0, 0, 0],
         [
-            [0.62, 0.14, 0.01, 0.0, 0.23],
-            [0.30, 0.40, 0.05, 0.0, 0.25],
-            [0, 0, 0, 0.50, 0.50],
-            [0, 0, 0, 0.60, 0.40],
+            [0.75, 0.09, 0.002, 0.0, 0.158],
+            [0.08, 0.28, 0.04, 0.0, 0.60],
+            [0, 0, 0, 0.30, 0.70],
+            [0, 0, 0, 0.25, 0.75],
             _EXIT_ROW,
         ],
     ),
@@ -150,12 +161,12 @@ DEFAULT_SEGMENTS: dict[str, SegmentConfig] = {
         0.30,
         3.0,
         0.6,
-        [0.70, 0.30, 0, 0, 0],
+        [0.90, 0.10, 0, 0, 0],
         [
-            [0.60, 0.22, 0.02, 0.0, 0.16],
-            [0.25, 0.50, 0.07, 0.0, 0.18],
-            [0, 0, 0, 0.55, 0.45],
-            [0, 0, 0, 0.55, 0.45],
+            [0.75, 0.15, 0.005, 0.0, 0.095],
+            [0.06, 0.38, 0.065, 0.0, 0.495],
+            [0, 0, 0, 0.35, 0.65],
+            [0, 0, 0, 0.25, 0.75],
             _EXIT_ROW,
         ],
     ),
@@ -163,12 +174,12 @@ DEFAULT_SEGMENTS: dict[str, SegmentConfig] = {
         0.15,
         4.0,
         0.85,
-        [0.50, 0.50, 0, 0, 0],
+        [0.75, 0.25, 0, 0, 0],
         [
-            [0.45, 0.33, 0.05, 0.0, 0.17],
-            [0.15, 0.52, 0.18, 0.0, 0.15],
-            [0, 0, 0, 0.70, 0.30],
-            [0, 0, 0, 0.50, 0.50],
+            [0.67, 0.22, 0.01, 0.0, 0.10],
+            [0.05, 0.42, 0.15, 0.0, 0.38],
+            [0, 0, 0, 0.45, 0.55],
+            [0, 0, 0, 0.30, 0.70],
             _EXIT_ROW,
         ],
     ),
@@ -217,8 +228,16 @@ class SyntheticConfig(BaseModel):
     price_median: float = Field(25.0, gt=0)
     price_category_sigma: float = Field(0.8, ge=0, description="Spread of the categories' log median prices.")
     price_item_sigma: float = Field(0.5, ge=0, description="Spread of log prices within a category.")
-    p_add_to_cart: float = Field(0.30, ge=0, le=1, description="Consideration step -> add_to_cart of a seen item.")
+    p_add_to_cart: float = Field(
+        0.15, ge=0, le=1, description="Consideration step -> add_to_cart (see p_add_after_repeat_view)."
+    )
     p_remove_from_cart: float = Field(0.06, ge=0, le=1, description="-> remove_from_cart (needs a non-empty cart).")
+    p_add_after_repeat_view: float = Field(
+        0.60, ge=0, le=1, description="Instead of p_add_to_cart right after a repeat view (a second look)."
+    )
+    p_repeat_last_item: float = Field(
+        0.70, ge=0, le=1, description="A repeat view goes back to the item viewed last (else to any seen item)."
+    )
     hourly_profile: tuple[float, ...] = Field(DEFAULT_HOURLY, description="Relative session starts per UTC hour.")
     gap_median_s: float = Field(40.0, gt=0, description="Median log-normal gap between events of a session.")
     gap_sigma: float = Field(1.1, ge=0)
@@ -254,7 +273,10 @@ class SyntheticConfig(BaseModel):
     def _consistent(self) -> Self:
         checks = [
             (self.n_categories <= self.n_items, "n_categories must not exceed n_items"),
-            (self.p_add_to_cart + self.p_remove_from_cart <= 1, "p_add_to_cart + p_remove_from_cart must be <= 1"),
+            (
+                max(self.p_add_to_cart, self.p_add_after_repeat_view) + self.p_remove_from_cart <= 1,
+                "p_add_to_cart (and p_add_after_repeat_view) + p_remove_from_cart must be <= 1",
+            ),
             (
                 self.gap_min_s <= self.gap_max_s < self.session_timeout_s,
                 "need gap_min_s <= gap_max_s < session_timeout_s, or sessionisation would split sessions",
@@ -365,10 +387,16 @@ class _Walks:
 
 
 def _actions(
-    rng: np.random.Generator, stage: np.ndarray, seen: np.ndarray, carted: np.ndarray, cfg: SyntheticConfig
+    rng: np.random.Generator,
+    stage: np.ndarray,
+    seen: np.ndarray,
+    carted: np.ndarray,
+    second_look: np.ndarray,
+    cfg: SyntheticConfig,
 ) -> np.ndarray:
     u = rng.random(stage.size)
-    p_add, p_rem = cfg.p_add_to_cart, cfg.p_add_to_cart + cfg.p_remove_from_cart
+    p_add = np.where(second_look, cfg.p_add_after_repeat_view, cfg.p_add_to_cart)
+    p_rem = p_add + cfg.p_remove_from_cart
     consider = np.select([~seen, u < p_add, (u < p_rem) & carted], [ADD_FRESH, ADD_SEEN, REMOVE], REPEAT_VIEW)
     buy = np.select([carted, seen], [BUY_CART, BUY_SEEN], BUY_FRESH)
     return np.select([stage == 0, stage == 1, stage == 2], [FRESH_VIEW, consider, buy], POST_VIEW).astype(np.int8)
@@ -386,11 +414,13 @@ def _walk(
     stage = (rng.random(n)[:, None] > init[seg]).sum(axis=1).astype(np.int8)
     seen = np.zeros(n, dtype=np.int32)
     cart = np.zeros(n, dtype=np.int32)
+    last = np.full(n, -1, dtype=np.int8)
     truncated = np.zeros(n, dtype=bool)
     steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     done = 0
     for step in range(cfg.max_events_per_session):
-        action = _actions(rng, stage, seen > 0, cart > 0, cfg)
+        action = _actions(rng, stage, seen > 0, cart > 0, last == REPEAT_VIEW, cfg)
+        last = action
         seen += _IS_FRESH[action]
         cart += _CART_DELTA[action]
         steps.append((active, stage, action))
@@ -402,7 +432,7 @@ def _walk(
         if step == cfg.max_events_per_session - 1:
             truncated[active[keep]] = True
             break
-        active, stage, seg, seen, cart = active[keep], nxt[keep], seg[keep], seen[keep], cart[keep]
+        active, stage, seg, seen, cart, last = active[keep], nxt[keep], seg[keep], seen[keep], cart[keep], last[keep]
         if not active.size:
             break
     lengths = np.zeros(n, dtype=np.int64)
@@ -455,9 +485,15 @@ def _segment_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 
 def _assign_items(
-    rng: np.random.Generator, cat: _Catalogue, walks: _Walks, pref: np.ndarray, intent: np.ndarray
+    rng: np.random.Generator,
+    cat: _Catalogue,
+    walks: _Walks,
+    pref: np.ndarray,
+    intent: np.ndarray,
+    p_repeat_last: float,
 ) -> np.ndarray:
-    """Resolve every action to an item, in dependency order: new -> seen -> cart -> last seen."""
+    """Resolve every action to an item, in dependency order: new -> seen (repeat views: any seen item or the one
+    viewed last; adds: the item on screen after a view, else any seen) -> cart -> last seen."""
     action, n = walks.action, walks.action.size
     sess = np.repeat(np.arange(walks.lengths.size), walks.lengths)
     items = np.full(n, -1, dtype=np.int64)
@@ -471,6 +507,19 @@ def _assign_items(
     pick = np.flatnonzero((action == REPEAT_VIEW) | (action == ADD_SEEN))
     known = before[pick] - base[sess[pick]]
     items[pick] = items[fresh][base[sess[pick]] + (rng.random(pick.size) * known).astype(np.int64)]
+    # ... except that some repeat views go back to the item viewed last (the anchor: the latest view that is not
+    # itself such a return), when the session has viewed one
+    is_view = (action == FRESH_VIEW) | (action == REPEAT_VIEW)
+    back = (action == REPEAT_VIEW) & (rng.random(n) < p_repeat_last)
+    anchor = np.maximum.accumulate(np.where(is_view & ~back, np.arange(n), -1))
+    start = (np.cumsum(walks.lengths) - walks.lengths)[sess]
+    back &= np.concatenate(([-1], anchor[:-1])) >= start
+    back_at = np.flatnonzero(back)
+    items[back_at] = items[anchor[back_at - 1]]
+    # ... and an add right after a view adds the item just viewed (the one on screen)
+    on_screen = np.flatnonzero(action == ADD_SEEN)
+    on_screen = on_screen[is_view[on_screen - 1]]
+    items[on_screen] = items[on_screen - 1]
     # the cart is a stack: a remove/purchase at depth d takes the latest add that reached depth d
     cartish = np.flatnonzero((_CART_DELTA[action] != 0) | (action == BUY_CART))
     delta = _CART_DELTA[action[cartish]]
@@ -597,7 +646,7 @@ def generate(config: SyntheticConfig, progress: Callable[[int], None] | None = N
     owner = np.repeat(np.arange(cfg.n_users), counts)
     walks = _walk(cfg, rng, user_seg[owner], progress)
     intent = np.array([s.intent for s in segs])[user_seg[owner]]
-    human_items = _assign_items(rng, cat, walks, user_pref[owner], intent)
+    human_items = _assign_items(rng, cat, walks, user_pref[owner], intent, cfg.p_repeat_last_item)
     n_bots = round(owner.size * cfg.bot_share / (1 - cfg.bot_share))
     bot_lengths = rng.integers(cfg.bot_views[0], cfg.bot_views[1] + 1, size=n_bots)
     n_bot_events = int(bot_lengths.sum())

@@ -265,6 +265,22 @@ def test_missing_entity_column_is_named(env: tuple[Settings, Any, pd.DataFrame],
 # --------------------------------------------------------------------------------------------------------------
 
 
+FEATURE_TTL = pd.Timedelta(days=2)  # of user_activity and item_popularity (feature_repo/feature_views.py)
+USER_WINDOW, ITEM_WINDOW = pd.Timedelta(days=30), pd.Timedelta(days=7)  # a snapshot row needs an event in its window
+
+
+def _joined_snapshot(times: pd.Series, snapshot: pd.Timestamp, t: pd.Timestamp, window: pd.Timedelta) -> pd.Timestamp:
+    """The snapshot Feast joins at t: the newest midnight S <= t within the TTL that has a row, i.e. whose entity had
+    an event in [S - window, S) (a quiet day's row is missing and the day before's is joined); `snapshot` when none
+    has one (the features are missing then)."""
+    day = snapshot
+    while day >= t - FEATURE_TTL:
+        if ((times < day) & (times >= day - window)).any():
+            return day
+        day -= pd.Timedelta(days=1)
+    return snapshot
+
+
 def _user_features(events: pd.DataFrame, user: int, before: pd.Timestamp) -> dict[str, float]:
     """user_activity as of `before` from the user's events strictly before it (NaN: no snapshot exists)."""
     mine = events[(events["user_id"] == user) & (events["event_timestamp"] < before)]
@@ -360,7 +376,10 @@ def test_propensity_features_use_only_events_before_the_decision_time(
     frame = propensity[0]
 
     def recompute(row: pd.Series, snapshot: pd.Timestamp, upto: pd.Timestamp) -> dict[str, Any]:
-        user = _user_features(events, row["user_id"], snapshot)
+        user_times = events.loc[events["user_id"] == row["user_id"], "event_timestamp"]
+        item_times = events.loc[events["item_id"] == row["item_id"], "event_timestamp"]
+        user = _user_features(events, row["user_id"], _joined_snapshot(user_times, snapshot, upto, USER_WINDOW))
+        item = _item_features(events, row["item_id"], _joined_snapshot(item_times, snapshot, upto, ITEM_WINDOW))
         avg = user.pop("avg_viewed_price_30d", np.nan)
         session = _session_features(events, row["session_id"], upto)
         for name in ("session_last_item_ids", "session_last_event_ts", "session_last_category_ids"):
@@ -369,7 +388,7 @@ def test_propensity_features_use_only_events_before_the_decision_time(
         moment = datetime.fromtimestamp(int(row["request_ts"]), UTC)
         return {
             **user,
-            **_item_features(events, row["item_id"], snapshot),
+            **item,
             **session,
             "price_vs_user_avg_viewed": ratio,
             "request_hour": moment.hour,
@@ -391,7 +410,8 @@ def test_next_action_features_use_only_events_before_the_decision_time(
     frame = next_action[0]
 
     def recompute(row: pd.Series, snapshot: pd.Timestamp, upto: pd.Timestamp) -> dict[str, Any]:
-        user = _user_features(events, row["user_id"], snapshot)
+        user_times = events.loc[events["user_id"] == row["user_id"], "event_timestamp"]
+        user = _user_features(events, row["user_id"], _joined_snapshot(user_times, snapshot, upto, USER_WINDOW))
         user.pop("avg_viewed_price_30d", None)
         return {**user, **_session_features(events, row["session_id"], upto)}
 

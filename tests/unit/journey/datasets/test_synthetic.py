@@ -184,6 +184,70 @@ def test_purchase_and_post_purchase_stages_emit_their_event_types(default: Synth
     assert (frame.loc[frame["stage"] == "post_purchase", "event_type"] == "view").all()
 
 
+def with_previous(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` plus the previous event's type, item and stage in the same session (NaN for a session's first)."""
+    same = frame["session_id"].eq(frame["session_id"].shift())
+    out = frame.assign(
+        prev_type=frame["event_type"].shift().where(same),
+        prev_item=frame["item_id"].shift().where(same),
+        prev_stage=frame["stage"].shift().where(same),
+    )
+    views = frame["item_id"].where(frame["event_type"] == "view")
+    out["last_viewed"] = views.groupby(frame["session_id"], sort=False).shift().groupby(frame["session_id"]).ffill()
+    return out
+
+
+def test_an_add_right_after_a_view_adds_the_item_just_viewed(default: SyntheticDataset) -> None:
+    frame = with_previous(human_frame(default))
+    adds = frame[(frame["event_type"] == "add_to_cart") & (frame["prev_type"] == "view")]
+    assert len(adds) > 5_000
+    assert (adds["item_id"] == adds["prev_item"]).all()
+
+
+def test_a_repeat_view_mostly_goes_back_to_the_item_viewed_last(default: SyntheticDataset) -> None:
+    def share_back(data: SyntheticDataset) -> float:
+        frame = with_previous(human_frame(data))
+        repeats = frame[(frame["stage"] == "consideration") & (frame["event_type"] == "view")]
+        repeats = repeats[repeats["last_viewed"].notna()]
+        return float((repeats["item_id"] == repeats["last_viewed"]).mean())
+
+    # the other repeat views pick any seen item, which is sometimes the last one too
+    back, uniform = share_back(default), share_back(generate(small(p_repeat_last_item=0.0)))
+    assert back >= default.config.p_repeat_last_item
+    assert uniform < 0.55 and back > uniform + 0.3
+
+
+def test_a_second_look_makes_a_cart_add_likelier(default: SyntheticDataset) -> None:
+    frame = with_previous(human_frame(default))
+    consider = frame[(frame["stage"] == "consideration") & frame["prev_type"].notna()]
+    after_repeat = consider["prev_type"].eq("view") & consider["prev_stage"].eq("consideration")
+    after_browse = consider["prev_stage"].eq("discovery")
+    added = consider["event_type"] == "add_to_cart"
+    cfg = default.config
+    assert after_repeat.sum() > 5_000 and after_browse.sum() > 5_000
+    assert added[after_repeat].mean() == pytest.approx(cfg.p_add_after_repeat_view, abs=0.02)
+    assert added[after_browse].mean() == pytest.approx(cfg.p_add_to_cart, abs=0.02)
+
+
+def test_default_shop_has_structure_beyond_the_last_event_type(default: SyntheticDataset) -> None:
+    """What a next-action model can learn beyond P(next | last type): after a view, the likeliest next step depends
+    on whether it was a first look (browse on), a repeat look (leave or cart) or a look after a purchase (leave)."""
+    frame = human_frame(default)
+    same = frame["session_id"].eq(frame["session_id"].shift(-1))
+    frame = frame.assign(label=frame["event_type"].shift(-1).where(same, "exit"))
+    views = frame[frame["event_type"] == "view"]
+    table = pd.crosstab(views["stage"], views["label"]).idxmax(axis=1)
+    likeliest = {str(stage): str(label) for stage, label in table.items()}
+    assert likeliest == {"discovery": "view", "consideration": "exit", "post_purchase": "exit"}
+
+
+def test_default_shop_converts_a_plausible_share_of_sessions(default: SyntheticDataset) -> None:
+    human = default.sessions.filter(pc.invert(default.sessions["is_bot"]))
+    conversion = pc.mean(human["purchased"].cast(pa.float64())).as_py()
+    assert 0.03 <= conversion <= 0.11
+    assert 3.5 <= pc.mean(human["n_events"]).as_py() <= 6
+
+
 def test_event_price_and_category_are_the_items(default: SyntheticDataset) -> None:
     items = default.items.to_pandas().set_index("item_id")
     ev = default.events.to_pandas()
@@ -286,6 +350,12 @@ def test_initial_distribution_must_not_start_in_exit() -> None:
             initial=(0.5, 0, 0, 0, 0.5),
             transitions=tuple(tuple(r) for r in GOOD),
         )
+
+
+@pytest.mark.parametrize("field", ["p_add_to_cart", "p_add_after_repeat_view"])
+def test_cart_probabilities_above_one_are_rejected(field: str) -> None:
+    with pytest.raises(ValidationError, match="p_remove_from_cart must be <= 1"):
+        SyntheticConfig.model_validate({field: 0.97, "p_remove_from_cart": 0.06})
 
 
 def test_gap_at_or_above_the_timeout_is_rejected() -> None:
