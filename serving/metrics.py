@@ -9,13 +9,25 @@
     journey_feature_defaults_total      counter    service, reason                count_feature_defaults
     journey_prediction_score            histogram  model, version                 record_scores
     journey_ab_assignments_total        counter    endpoint, variant              count_assignment
+    journey_ab_route_weight             gauge      endpoint, variant              set_route_weights
+    journey_ab_conversions_total        counter    endpoint, variant              count_conversions
     journey_online_store_degraded       gauge      -                              set_online_store_degraded
     journey_execution_provider          gauge      model, version, provider       set_execution_provider
+    journey_gpu_expected                gauge      model, version                 set_gpu_expected
+    journey_training_score_mean         gauge      model, version                 set_training_score_mean
     journey_events_total                counter    status (accepted | rejected)   count_events
     journey_event_push_seconds          histogram  -                              time_event_push
 
 Grafana dashboards and alert rules in `infra/` use exactly these names (DESIGN.md, Metrics); the request count is
-`journey_request_duration_seconds_count`.
+`journey_request_duration_seconds_count`. Three families exist for alerts that compare two things:
+
+- `journey_gpu_expected` is 1 for a loaded (model, version) when the host exposes an NVIDIA GPU and the model's graph
+  has CUDA kernels (not a tree ensemble); with `journey_execution_provider{provider="CPUExecutionProvider"}` it tells
+  "a GPU was there but ONNX Runtime fell back to the CPU" (missing CUDA/cuDNN libraries, a driver mismatch).
+- `journey_training_score_mean` is the mean score a version gave on its training data, the drift reference for the
+  mean of `journey_prediction_score` (serving/state.py says where it comes from).
+- `journey_ab_route_weight` (each variant's configured weight) is what a sample ratio mismatch is measured against;
+  it and `journey_ab_conversions_total` (purchases attributed to a variant) are recorded by the A/B router.
 
 Labels stay bounded: endpoint, variant, model, version, service and view names come from configuration (routes,
 the registry, feature services), never from a request; `status` is an HTTP status code and `reason` one of
@@ -34,6 +46,9 @@ histograms add up over workers. A gauge must say how its workers' values combine
                                                 so a worker that saw the store down once cannot pin it at 1
     journey_execution_provider      livemax     1 if any live worker serves (model, version) on that provider;
                                                 a worker sets 0 when it unloads the version
+    journey_gpu_expected            livemax     every worker of a host computes the same value at load
+    journey_training_score_mean     livemax     likewise, from the registered version
+    journey_ab_route_weight         mostrecent  the route a worker loaded last (routes reload without a restart)
 
 The `live*` modes drop a worker's values when `prometheus_client.multiprocess.mark_process_dead(pid)` runs for it;
 without that call `livemax` behaves as `max` until the server restarts (BentoML empties the directory on start).
@@ -115,6 +130,17 @@ AB_ASSIGNMENTS: Final = Counter(
     "Requests routed to each A/B variant per endpoint.",
     ("endpoint", "variant"),
 )
+AB_ROUTE_WEIGHT: Final = Gauge(
+    "journey_ab_route_weight",
+    "Configured traffic weight of each A/B variant per endpoint (the expected share of assignments).",
+    ("endpoint", "variant"),
+    multiprocess_mode="mostrecent",
+)
+AB_CONVERSIONS: Final = Counter(
+    "journey_ab_conversions_total",
+    "Purchases attributed to the A/B variant that answered the buyer's earlier prediction, per endpoint.",
+    ("endpoint", "variant"),
+)
 ONLINE_STORE_DEGRADED: Final = Gauge(
     "journey_online_store_degraded",
     "1 while the online store is unreachable and answers come from defaults, else 0.",
@@ -124,6 +150,18 @@ EXECUTION_PROVIDER: Final = Gauge(
     "journey_execution_provider",
     "1 for the ONNX Runtime execution provider each loaded model version runs on (info-style).",
     ("model", "version", "provider"),
+    multiprocess_mode="livemax",
+)
+GPU_EXPECTED: Final = Gauge(
+    "journey_gpu_expected",
+    "1 when (model, version) should run on a GPU: the host exposes an NVIDIA device and the graph has CUDA kernels.",
+    ("model", "version"),
+    multiprocess_mode="livemax",
+)
+TRAINING_SCORE_MEAN: Final = Gauge(
+    "journey_training_score_mean",
+    "Mean score of the model version on its training data: the reference of journey_prediction_score for drift.",
+    ("model", "version"),
     multiprocess_mode="livemax",
 )
 EVENTS: Final = Counter(
@@ -146,8 +184,12 @@ ALL_METRICS: Final = (
     FEATURE_DEFAULTS,
     PREDICTION_SCORE,
     AB_ASSIGNMENTS,
+    AB_ROUTE_WEIGHT,
+    AB_CONVERSIONS,
     ONLINE_STORE_DEGRADED,
     EXECUTION_PROVIDER,
+    GPU_EXPECTED,
+    TRAINING_SCORE_MEAN,
     EVENTS,
     EVENT_PUSH,
 )
@@ -258,6 +300,18 @@ def count_assignment(endpoint: str, variant: str) -> None:
     AB_ASSIGNMENTS.labels(endpoint, variant).inc()
 
 
+def set_route_weights(endpoint: str, weights: Mapping[str, float]) -> None:
+    """Publish an endpoint's route: each variant's weight (any scale; alerts use the shares)."""
+    for variant, weight in weights.items():
+        AB_ROUTE_WEIGHT.labels(endpoint, variant).set(weight)
+
+
+def count_conversions(endpoint: str, variant: str, purchases: int = 1) -> None:
+    """Count purchases attributed to the variant that answered the buyer's earlier prediction."""
+    if purchases:
+        AB_CONVERSIONS.labels(endpoint, variant).inc(purchases)
+
+
 def set_online_store_degraded(degraded: bool) -> None:
     """Call on every online read (True when it failed): `mostrecent` needs fresh writes to reflect recovery."""
     ONLINE_STORE_DEGRADED.set(1 if degraded else 0)
@@ -271,6 +325,16 @@ def set_execution_provider(model: str, version: str, provider: str) -> None:
 def clear_execution_provider(model: str, version: str, provider: str) -> None:
     """Mark (model, version) as no longer served by this worker on `provider` (unload or reload)."""
     EXECUTION_PROVIDER.labels(model, version, provider).set(0)
+
+
+def set_gpu_expected(model: str, version: str, expected: bool) -> None:
+    """Say whether (model, version) should run on a GPU here (see the module docstring)."""
+    GPU_EXPECTED.labels(model, version).set(1 if expected else 0)
+
+
+def set_training_score_mean(model: str, version: str, mean: float) -> None:
+    """Publish the drift reference of (model, version): its mean score on its training data."""
+    TRAINING_SCORE_MEAN.labels(model, version).set(mean)
 
 
 def count_events(*, accepted: int = 0, rejected: int = 0) -> None:
@@ -303,6 +367,7 @@ def prime_series(*, services: Iterable[str] = (), routes: Iterable[tuple[str, st
             FEATURE_DEFAULTS.labels(service, reason)
     for endpoint, variant in routes:
         AB_ASSIGNMENTS.labels(endpoint, variant)
+        AB_CONVERSIONS.labels(endpoint, variant)
     for status in EVENT_STATUSES:
         EVENTS.labels(status)
 

@@ -93,8 +93,12 @@ def test_every_design_metric_is_exposed_with_its_labels() -> None:
         "journey_feature_defaults",
         "journey_prediction_score",
         "journey_ab_assignments",
+        "journey_ab_route_weight",
+        "journey_ab_conversions",
         "journey_online_store_degraded",
         "journey_execution_provider",
+        "journey_gpu_expected",
+        "journey_training_score_mean",
         "journey_events",
         "journey_event_push_seconds",
     }
