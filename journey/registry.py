@@ -1,7 +1,12 @@
 """The model registry: which ONNX model versions exist, which one serves (production), and who changed what.
 
     model_versions   one row per registered version: version 1, 2, 3... per name, stage, hash, BentoML tag, metrics
-    audit_log        one append-only row per change (register, promote, archive, attach_report), before/after
+    audit_log        one append-only row per change (register, promote, archive, attach_report; route changes,
+                     kind `route`), who, before/after
+    routes           per endpoint: the variants (model version + weight) that answer, a shadow version, the
+                     experiment and its salt (`route_variants` holds the variants in their fixed order)
+    route_history    every route change as a numbered revision per endpoint, so `rollback_route` can restore the
+                     route a change replaced
 
 The rows live in SQL (SQLite file `data_dir/registry.db` in the local profile, schema `registry_schema` of PostgreSQL
 in prod; one set of models serves both through `schema_translate_map`), the bytes in BentoML's model store
@@ -14,6 +19,14 @@ that name in the same transaction (a partial unique index keeps at most one prod
 concurrent promotions); `archive` retires a version (archiving the production one leaves none: allowed, logged as a
 warning). Promoting an archived version is the rollback.
 
+Routes (serving's A/B split): an endpoint without a stored route is answered by its model's production version
+(variant `production`, 100%). A stored route pins version numbers: promoting or archiving a version later does not
+change it (`route show` warns about archived versions in a route). Every change is validated (versions exist, are
+not archived and belong to the endpoint's model; weights >= 0 with a positive sum; unique variant names; the shadow
+is not also a variant), recorded as a revision in `route_history` and audited. Changes of one endpoint are
+serialised (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite). Serving polls `change_token()` (the newest
+audit id: it grows with every registry change) and re-reads `route_snapshot()` when it moves.
+
 Schema changes are Alembic migrations in `journey/registry_migrations/versions/` (0001, 0002, ...). A `Registry`
 upgrades its database to the newest migration on first use (idempotent, one check per instance; concurrent
 upgraders on PostgreSQL are serialised by an advisory lock), so neither tests nor deployments need a separate step.
@@ -25,6 +38,7 @@ import builtins
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -34,13 +48,13 @@ import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import MappingProxyType, ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 
 from sqlalchemy import (
@@ -49,6 +63,9 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     MetaData,
     String,
@@ -65,7 +82,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from journey.errors import ConflictError, InvalidInputError, JourneyError, NotFoundError, ServiceUnavailableError
 from journey.settings import PROJECT_ROOT, Settings, get_settings
@@ -79,7 +96,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "registry_migrations"
 # The newest migration in MIGRATIONS_DIR (a test keeps them equal). Knowing it without importing Alembic keeps the
 # common case, a database already at head, to one small query: Alembic costs ~0.5 s to import.
-HEAD_REVISION: Final = "0001"
+HEAD_REVISION: Final = "0002"
 ARTIFACT_FILENAME: Final = "model.onnx"
 VERSION_TABLE: Final = "alembic_version"
 # BentoML's tag rule (lower-case alphanumerics and - _ ., alphanumeric at both ends, at most 63): the registry name
@@ -87,6 +104,15 @@ VERSION_TABLE: Final = "alembic_version"
 _NAME = re.compile(r"^[a-z0-9](?:[-._a-z0-9]{0,61}[a-z0-9])?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REGISTER_ATTEMPTS = 5
+# Which model answers each routed endpoint: a route of `predict_purchase` may only name purchase_propensity versions.
+ENDPOINT_MODELS: Final[Mapping[str, str]] = MappingProxyType(
+    {"predict_purchase": "purchase_propensity", "predict_next_action": "next_action"}
+)
+DEFAULT_VARIANT: Final = "production"  # the variant of an endpoint without a stored route
+MAX_VARIANTS: Final = 8
+# Variant names become Prometheus label values and log fields: short, lower-case, no dots.
+_VARIANT = re.compile(r"^[a-z0-9](?:[-_a-z0-9]{0,30}[a-z0-9])?$")
+_SALT = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII without spaces
 # Alembic's `context` is a module-global proxy: two threads of one process must not run migrations at once (other
 # processes are kept apart by the database: an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite).
 _MIGRATION_LOCK = threading.Lock()
@@ -104,6 +130,21 @@ class Stage(StrEnum):
 class Framework(StrEnum):
     XGBOOST = "xgboost"
     PYTORCH = "pytorch"
+
+
+class AuditKind(StrEnum):
+    """What an audit row is about: a model version (name, version) or a route (endpoint, revision)."""
+
+    MODEL = "model"
+    ROUTE = "route"
+
+
+class RouteAction(StrEnum):
+    SET = "set"
+    DEPLOY = "deploy"
+    SHADOW = "shadow"
+    CLEAR = "clear"
+    ROLLBACK = "rollback"
 
 
 # ------------------------------------------------------------------------------------------------------------ errors
@@ -158,7 +199,11 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One change: `before`/`after` hold the fields that changed (for a stage change, `{"stage": ...}`)."""
+    """One change: `before`/`after` hold the fields that changed (for a stage change, `{"stage": ...}`).
+
+    For `kind` route, `name` is the endpoint, `version` the route revision and `before`/`after` whole routes
+    (`Route.document()`; None: no stored route, the production version answered).
+    """
 
     id: int
     at: datetime
@@ -169,9 +214,106 @@ class AuditEntry:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     detail: str
+    kind: AuditKind = AuditKind.MODEL
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "at": self.at.isoformat()}
+        return {**asdict(self), "at": self.at.isoformat(), "kind": self.kind.value}
+
+
+@dataclass(frozen=True)
+class RouteVariant:
+    """One arm of a route: requests of the users hashed into it are answered by `model` version `version`.
+
+    `weight` is relative (any scale): the variant's share is weight / sum of the route's weights. A weight of 0 keeps
+    the variant in the route, and its place in the fixed order, without traffic.
+    """
+
+    name: str
+    model: str
+    version: int
+    weight: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "weight": self.weight}
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one endpoint's traffic is split, detached from the database.
+
+    `stored` is False for the default route (no route set): the model's production version answers everything as
+    variant `production` (no variant at all when there is no production version). `revision` is the endpoint's
+    newest route revision (0: never changed); `shadow_version` is scored and logged, never returned.
+    """
+
+    endpoint: str
+    model: str
+    variants: tuple[RouteVariant, ...]
+    experiment: str | None
+    salt: str
+    shadow_version: int | None = None
+    revision: int = 0
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+    stored: bool = False
+
+    @property
+    def total_weight(self) -> float:
+        return sum(v.weight for v in self.variants)
+
+    def shares(self) -> dict[str, float]:
+        """Each variant's expected fraction of users (0..1), in route order."""
+        total = self.total_weight
+        return {v.name: (v.weight / total if total > 0 else 0.0) for v in self.variants}
+
+    def variant(self, name: str) -> RouteVariant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def document(self) -> dict[str, Any]:
+        """What defines the split (variants, shadow, experiment, salt): stored in route_history and the audit log,
+        and what `rollback_route` restores."""
+        return {
+            "model": self.model,
+            "experiment": self.experiment,
+            "salt": self.salt,
+            "variants": [v.as_dict() for v in self.variants],
+            "shadow_version": self.shadow_version,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for `journey route show --json` and admin endpoints."""
+        return {
+            "endpoint": self.endpoint,
+            **self.document(),
+            "shares": self.shares(),
+            "revision": self.revision,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "updated_by": self.updated_by,
+            "stored": self.stored,
+        }
+
+
+@dataclass(frozen=True)
+class RouteRevision:
+    """One change of an endpoint's route. `route` is the route it set (None: it cleared the route);
+    `previous_revision` is what a rollback from here restores (0: the default route; None: nothing)."""
+
+    endpoint: str
+    revision: int
+    action: RouteAction
+    route: Route | None
+    previous_revision: int | None
+    at: datetime
+    actor: str
+
+
+@dataclass(frozen=True)
+class RouteSnapshot:
+    """Every routed endpoint's route, read in one transaction, and the registry's `change_token` read before them:
+    a poller that reloads when the token moves never misses a change (it may reload once more than needed)."""
+
+    token: int
+    routes: Mapping[str, Route]
 
 
 # ----------------------------------------------------------------------------------------------------------- tables
@@ -203,6 +345,7 @@ NAMING_CONVENTION: Final = {
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
 }
 
 
@@ -269,7 +412,10 @@ class ModelVersionRow(Base):
 
 class AuditRow(Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_name_version", "name", "version"),)
+    __table_args__ = (
+        Index("ix_audit_log_name_version", "name", "version"),
+        CheckConstraint("kind IN ('model', 'route')", name="kind"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime]
@@ -280,6 +426,7 @@ class AuditRow(Base):
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
     detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    kind: Mapped[str] = mapped_column(String(16), default=AuditKind.MODEL.value, server_default=AuditKind.MODEL.value)
 
     def detached(self) -> AuditEntry:
         return AuditEntry(
@@ -292,6 +439,93 @@ class AuditRow(Base):
             before=self.before,
             after=self.after,
             detail=self.detail,
+            kind=AuditKind(self.kind),
+        )
+
+
+class RouteRow(Base):
+    """The current route of an endpoint (no row: the default route). Variants and the shadow reference model
+    versions by (name, version), so PostgreSQL refuses a route to a version that does not exist."""
+
+    __tablename__ = "routes"
+    __table_args__ = (
+        ForeignKeyConstraint(["model", "shadow_version"], ["model_versions.name", "model_versions.version"]),
+        CheckConstraint("revision >= 1", name="revision_positive"),
+    )
+
+    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(63))
+    experiment: Mapped[str] = mapped_column(String(63))
+    salt: Mapped[str] = mapped_column(String(64))
+    shadow_version: Mapped[int | None]
+    revision: Mapped[int]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(128))
+    variants: Mapped[builtins.list[RouteVariantRow]] = relationship(
+        order_by="RouteVariantRow.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    def detached(self) -> Route:
+        return Route(
+            endpoint=self.endpoint,
+            model=self.model,
+            variants=tuple(RouteVariant(v.name, v.model, v.version, v.weight) for v in self.variants),
+            experiment=self.experiment,
+            salt=self.salt,
+            shadow_version=self.shadow_version,
+            revision=self.revision,
+            updated_at=self.updated_at,
+            updated_by=self.updated_by,
+            stored=True,
+        )
+
+
+class RouteVariantRow(Base):
+    __tablename__ = "route_variants"
+    __table_args__ = (
+        UniqueConstraint("endpoint", "name"),
+        UniqueConstraint("endpoint", "position"),
+        ForeignKeyConstraint(["model", "version"], ["model_versions.name", "model_versions.version"]),
+        CheckConstraint("weight >= 0", name="weight_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(64), ForeignKey("routes.endpoint", ondelete="CASCADE"))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int]
+    weight: Mapped[float] = mapped_column(Float)
+
+
+class RouteHistoryRow(Base):
+    __tablename__ = "route_history"
+    __table_args__ = (
+        UniqueConstraint("endpoint", "revision"),
+        CheckConstraint("action IN ('set', 'deploy', 'shadow', 'clear', 'rollback')", name="action"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int]
+    action: Mapped[str] = mapped_column(String(16))
+    route: Mapped[dict[str, Any] | None]
+    previous_revision: Mapped[int | None]
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+
+    def detached(self) -> RouteRevision:
+        route = None
+        if self.route is not None:
+            route = _route_from_document(self.endpoint, self.route, self.revision, self.at, self.actor)
+        return RouteRevision(
+            endpoint=self.endpoint,
+            revision=self.revision,
+            action=RouteAction(self.action),
+            route=route,
+            previous_revision=self.previous_revision,
+            at=self.at,
+            actor=self.actor,
         )
 
 
@@ -665,15 +899,381 @@ class Registry:
         with self._session() as session:
             return [row.detached() for row in session.scalars(query)]
 
-    def audit(self, name: str | None = None, version: int | None = None, limit: int = 100) -> builtins.list[AuditEntry]:
-        """The newest `limit` changes first, optionally of one name (and version)."""
+    def audit(
+        self,
+        name: str | None = None,
+        version: int | None = None,
+        limit: int = 100,
+        kind: AuditKind | str | None = AuditKind.MODEL,
+    ) -> builtins.list[AuditEntry]:
+        """The newest `limit` changes first, optionally of one name (and version).
+
+        Model changes by default, as before routes existed; `kind="route"` gives route changes (name = endpoint,
+        version = revision), `kind=None` both.
+        """
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.filter_by(kind=_valid_enum(AuditKind, kind, "kind").value)
         if name is not None:
             query = query.filter_by(name=name)
         if version is not None:
             query = query.filter_by(version=version)
         with self._session() as session:
             return [row.detached() for row in session.scalars(query)]
+
+    # -------------------------------------------------------------------------------------------------- routes
+
+    def change_token(self) -> int:
+        """A number that grows with every change to the registry (registration, stage change, route change): the
+        newest audit id. One indexed query, cheap enough for serving to poll every second."""
+        with self._session() as session:
+            return self._change_token(session)
+
+    def route(self, endpoint: str) -> Route:
+        """The route of `endpoint`: the stored one, or the default (the production version takes all traffic)."""
+        endpoint = _valid_endpoint(endpoint)
+        with self._session() as session:
+            return self._current_route(session, endpoint)
+
+    def route_snapshot(self) -> RouteSnapshot:
+        """Every routed endpoint's route and the change token, for serving to load (and reload when the token of
+        `change_token()` differs from the snapshot's)."""
+        with self._session() as session:
+            token = self._change_token(session)  # first: a change committed after it moves the token again
+            routes = {endpoint: self._current_route(session, endpoint) for endpoint in ENDPOINT_MODELS}
+        return RouteSnapshot(token=token, routes=MappingProxyType(routes))
+
+    def route_history(
+        self, endpoint: str | None = None, *, limit: int | None = None, oldest_first: bool = False
+    ) -> builtins.list[RouteRevision]:
+        """Route revisions, newest first (or oldest first), of one endpoint or all."""
+        order = RouteHistoryRow.id.asc() if oldest_first else RouteHistoryRow.id.desc()
+        query = select(RouteHistoryRow).order_by(order)
+        if endpoint is not None:
+            query = query.filter_by(endpoint=_valid_endpoint(endpoint))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session() as session:
+            return [row.detached() for row in session.scalars(query)]
+
+    def set_route(
+        self,
+        endpoint: str,
+        variants: Sequence[RouteVariant],
+        *,
+        actor: str,
+        experiment: str | None = None,
+        salt: str | None = None,
+        shadow_version: int | None = None,
+    ) -> Route:
+        """Replace the route of `endpoint`: the variants in this (fixed) order, their weights, an optional shadow.
+
+        The experiment defaults to the current one (else `<endpoint>-<UTC time>`); the salt is kept while the
+        experiment is unchanged, so users stay in their variants, and drawn afresh for a new experiment (an
+        independent split). Setting the route it already has changes nothing.
+        """
+
+        def build(session: Session, current: Route) -> tuple[Route | None, str]:
+            model = ENDPOINT_MODELS[current.endpoint]
+            default = f"{current.endpoint}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+            name, drawn = _experiment_and_salt(current, experiment, salt, default)
+            target = replace(
+                current,
+                variants=tuple(variants),
+                experiment=name,
+                salt=drawn,
+                shadow_version=shadow_version,
+                model=model,
+            )
+            split = ", ".join(f"{v.name}=v{v.version}:{v.weight:g}" for v in target.variants)
+            return target, f"route set: {split}" + (f"; shadow v{shadow_version}" if shadow_version else "")
+
+        return self._change_route(endpoint, RouteAction.SET, actor, build)
+
+    def deploy(
+        self,
+        endpoint: str,
+        version: VersionRef,
+        weight: float,
+        *,
+        actor: str,
+        model: str | None = None,
+        variant: str | None = None,
+        experiment: str | None = None,
+        salt: str | None = None,
+    ) -> Route:
+        """Give `version` `weight` percent (0..100) of the endpoint's users; the other variants share the rest in
+        their current proportions.
+
+        An endpoint without a route first gets its default made explicit (variant `production`, pinned to today's
+        production version). The variant is `variant`, else the one already serving `version`, else `v<version>`;
+        a new variant goes last in the fixed order. Deploying the shadow version makes it a live variant (the
+        shadow is removed). In the router, only users moving into (or, for a lower weight, out of) this variant
+        change variant: exactly the change of its share.
+        """
+        if model is not None and model != ENDPOINT_MODELS.get(endpoint, model):
+            raise _wrong_model(endpoint, model)
+        percent = _percent(weight)
+
+        def build(session: Session, current: Route) -> tuple[Route | None, str]:
+            target_version = self._routable_version(session, current.model, version, "version")
+            name = variant or next(
+                (v.name for v in current.variants if v.version == target_version), f"v{target_version}"
+            )
+            others = [v for v in current.variants if v.name != name]
+            rest = sum(v.weight for v in others)
+            scale = (100.0 - percent) / rest if rest > 0 else 1.0
+            placed = RouteVariant(name, current.model, target_version, percent)
+            variants = [replace(v, weight=v.weight * scale) if v.name != name else placed for v in current.variants]
+            if current.variant(name) is None:
+                variants.append(placed)
+            shadow = None if current.shadow_version == target_version else current.shadow_version
+            default = f"{current.model}-v{target_version}"
+            run, drawn = _experiment_and_salt(current, experiment, salt, default)
+            detail = f"deploy {current.model} v{target_version} as {name!r} at {percent:g}%"
+            if shadow != current.shadow_version:
+                detail += " (was the shadow)"
+            target = replace(current, variants=tuple(variants), shadow_version=shadow, experiment=run, salt=drawn)
+            return target, detail
+
+        return self._change_route(endpoint, RouteAction.DEPLOY, actor, build)
+
+    def set_shadow(
+        self,
+        endpoint: str,
+        version: VersionRef | None,
+        *,
+        actor: str,
+        model: str | None = None,
+        experiment: str | None = None,
+    ) -> Route:
+        """Score `version` beside the live variants on every request of the endpoint (logged, never returned);
+        None removes the shadow. An endpoint without a route gets its default made explicit first."""
+        if model is not None and model != ENDPOINT_MODELS.get(endpoint, model):
+            raise _wrong_model(endpoint, model)
+
+        def build(session: Session, current: Route) -> tuple[Route | None, str]:
+            if version is None:
+                return replace(current, shadow_version=None), "shadow removed"
+            shadow = self._routable_version(session, current.model, version, "shadow")
+            name, drawn = _experiment_and_salt(current, experiment, None, f"{current.model}-v{shadow}")
+            target = replace(current, shadow_version=shadow, experiment=name, salt=drawn)
+            return target, f"shadow {current.model} v{shadow}"
+
+        return self._change_route(endpoint, RouteAction.SHADOW, actor, build)
+
+    def clear_route(self, endpoint: str, *, actor: str) -> Route:
+        """Remove the endpoint's route: its production version answers everything again (variant `production`)."""
+        return self._change_route(endpoint, RouteAction.CLEAR, actor, lambda _s, _c: (None, "route cleared"))
+
+    def rollback_route(self, endpoint: str, *, actor: str) -> Route:
+        """Restore the route the newest change replaced (experiment and salt included, so users go back to the
+        variants they had). Rolling back again goes one step further back; past the first route, the default.
+
+        Versions archived since are restored as they were (a rollback must not be blocked in an emergency), with
+        a warning in the log and the audit detail. Raises `NotFoundError` when there is nothing to roll back to.
+        """
+        return self._change_route(endpoint, RouteAction.ROLLBACK, actor, None)
+
+    def _change_route(
+        self,
+        endpoint: str,
+        action: RouteAction,
+        actor: str,
+        build: Callable[[Session, Route], tuple[Route | None, str]] | None,
+    ) -> Route:
+        """One route change in one transaction: lock the endpoint, build the new route from the current one,
+        validate it, write routes/route_variants, a route_history revision and an audit row."""
+        endpoint = _valid_endpoint(endpoint)
+        actor = _non_empty(actor, "actor")
+        with self._session() as session:
+            self._lock_route(session, endpoint)
+            current = self._current_route(session, endpoint)
+            head = session.scalars(
+                select(RouteHistoryRow).filter_by(endpoint=endpoint).order_by(RouteHistoryRow.revision.desc()).limit(1)
+            ).first()
+            if build is None:
+                target, previous, detail = self._rollback_target(session, current, head)
+            else:
+                target, detail = build(session, current)
+                previous = head.revision if head is not None else 0
+                if target is None and not current.stored:
+                    return current  # clearing the default route
+                if target is not None and current.stored and target.document() == current.document():
+                    return current  # nothing changes: no revision, no audit row
+            if target is not None:
+                target = self._validated(session, target, current, allow_archived=action is RouteAction.ROLLBACK)
+                detail = _archived_note(session, target, detail)
+            revision = (head.revision if head is not None else 0) + 1
+            now = datetime.now(UTC)
+            stored = session.get(RouteRow, endpoint)
+            if stored is not None:
+                session.delete(stored)
+                session.flush()  # variants leave before new ones with the same names and positions arrive
+            if target is not None:
+                session.add(_route_row(target, revision, now, actor))
+            document = target.document() if target is not None else None
+            session.add(
+                RouteHistoryRow(
+                    endpoint=endpoint,
+                    revision=revision,
+                    action=action.value,
+                    route=document,
+                    previous_revision=previous,
+                    at=now,
+                    actor=actor,
+                )
+            )
+            before = current.document() if current.stored else None
+            _audit_route(session, endpoint, revision, action, actor, before, document, detail)
+            session.flush()
+            result = self._current_route(session, endpoint)
+        log.info(
+            "route changed",
+            extra={"endpoint": endpoint, "action": action.value, "revision": revision, "detail": detail},
+        )
+        return result
+
+    def _rollback_target(
+        self, session: Session, current: Route, head: RouteHistoryRow | None
+    ) -> tuple[Route | None, int | None, str]:
+        """The route to restore, the revision a further rollback would restore, and the audit detail."""
+        back_to = head.previous_revision if head is not None else None
+        if head is None or back_to is None:
+            raise NotFoundError(f"endpoint {current.endpoint!r} has no earlier route to roll back to")
+        if back_to == 0:
+            return None, None, f"rollback from revision {head.revision} to the default route (production version)"
+        earlier = session.scalars(select(RouteHistoryRow).filter_by(endpoint=current.endpoint, revision=back_to)).one()
+        detail = f"rollback from revision {head.revision} to revision {back_to}"
+        if earlier.route is None:
+            return None, earlier.previous_revision, detail + " (the default route)"
+        restored = _route_from_document(current.endpoint, earlier.route, back_to, earlier.at, earlier.actor)
+        return restored, earlier.previous_revision, detail
+
+    def _lock_route(self, session: Session, endpoint: str) -> None:
+        """Serialise changes of one endpoint's route (SQLite: BEGIN IMMEDIATE already did)."""
+        if session.get_bind().dialect.name == "postgresql":
+            key = zlib.crc32(f"journey-route:{self.schema}:{endpoint}".encode())
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+    @staticmethod
+    def _change_token(session: Session) -> int:
+        return int(session.scalar(select(func.max(AuditRow.id))) or 0)
+
+    def _current_route(self, session: Session, endpoint: str) -> Route:
+        row = session.get(RouteRow, endpoint, populate_existing=True)
+        if row is not None:
+            return row.detached()
+        model = ENDPOINT_MODELS[endpoint]
+        head = session.scalars(
+            select(RouteHistoryRow).filter_by(endpoint=endpoint).order_by(RouteHistoryRow.revision.desc()).limit(1)
+        ).first()
+        production = session.scalars(select(ModelVersionRow).filter_by(name=model, stage=Stage.PRODUCTION)).first()
+        variants = (RouteVariant(DEFAULT_VARIANT, model, production.version, 100.0),) if production else ()
+        return Route(
+            endpoint=endpoint,
+            model=model,
+            variants=variants,
+            experiment=None,
+            salt="",
+            revision=head.revision if head is not None else 0,
+            updated_at=head.at if head is not None else None,
+            updated_by=head.actor if head is not None else None,
+            stored=False,
+        )
+
+    def _routable_version(self, session: Session, model: str, version: VersionRef, field: str) -> int:
+        """A version number that exists and is not archived, from a number, 'latest' or 'production'."""
+        rows = builtins.list(session.scalars(select(ModelVersionRow).filter_by(name=model)))
+        try:
+            row = _pick(rows, model, version, self.location)
+        except NotFoundError as exc:
+            raise InvalidInputError(str(exc), field=field, value=version) from exc
+        if row.stage == Stage.ARCHIVED:
+            raise InvalidInputError(
+                f"{model} version {row.version} is archived and cannot take traffic; promote or register another",
+                field=field,
+                value=row.version,
+            )
+        return row.version
+
+    def _validated(self, session: Session, route: Route, current: Route, *, allow_archived: bool) -> Route:
+        """`route` checked (see the module docstring), with each version that was not already in the current
+        route re-hashed in the model store, as promote does: a version serving could not load never gets traffic."""
+        model = ENDPOINT_MODELS[route.endpoint]
+        stages = {row.version: row.stage for row in session.scalars(select(ModelVersionRow).filter_by(name=model))}
+        if not route.variants:
+            raise InvalidInputError(f"a route of {route.endpoint} needs at least one variant", field="variants")
+        if len(route.variants) > MAX_VARIANTS:
+            raise InvalidInputError(
+                f"a route has at most {MAX_VARIANTS} variants, got {len(route.variants)}",
+                field="variants",
+                value=len(route.variants),
+            )
+        seen: set[str] = set()
+        for v in route.variants:
+            if not isinstance(v.name, str) or not _VARIANT.match(v.name):
+                raise InvalidInputError(
+                    f"invalid variant name {v.name!r}: lower-case letters, digits, '-' and '_', at most 32",
+                    field="variant",
+                    value=v.name,
+                )
+            if v.name in seen:
+                raise InvalidInputError(f"variant name {v.name!r} appears twice", field="variant", value=v.name)
+            seen.add(v.name)
+            if v.model != model:
+                raise _wrong_model(route.endpoint, v.model)
+            _check_weight(v.weight)
+            self._check_version(stages, model, v.version, "version", allow_archived)
+        if route.total_weight <= 0:
+            raise InvalidInputError(
+                f"the weights of {route.endpoint}'s variants sum to 0: at least one must be positive",
+                field="weight",
+                value=0,
+            )
+        if route.shadow_version is not None:
+            self._check_version(stages, model, route.shadow_version, "shadow", allow_archived)
+            if any(v.version == route.shadow_version for v in route.variants):
+                raise InvalidInputError(
+                    f"version {route.shadow_version} is a live variant of {route.endpoint}; it cannot also be "
+                    "the shadow",
+                    field="shadow",
+                    value=route.shadow_version,
+                )
+        experiment = route.experiment
+        if not isinstance(experiment, str) or not _NAME.match(experiment):
+            raise InvalidInputError(
+                f"invalid experiment name {experiment!r}: lower-case letters, digits, '-', '_', '.', at most 63",
+                field="experiment",
+                value=experiment,
+            )
+        if not isinstance(route.salt, str) or not _SALT.match(route.salt):
+            raise InvalidInputError(
+                f"invalid salt {route.salt!r}: 1 to 64 printable characters without spaces",
+                field="salt",
+                value=route.salt,
+            )
+        known = {v.version for v in current.variants} | {current.shadow_version}
+        entering = ({v.version for v in route.variants} | {route.shadow_version}) - known
+        for version in sorted(v for v in entering if v is not None):
+            self.artifact_path(self._resolve(session, model, version).detached())
+        return replace(route, model=model, variants=tuple(replace(v, weight=float(v.weight)) for v in route.variants))
+
+    @staticmethod
+    def _check_version(
+        stages: Mapping[int, str], model: str, version: object, field: str, allow_archived: bool
+    ) -> None:
+        if not isinstance(version, int) or isinstance(version, bool) or version not in stages:
+            known = ", ".join(f"{v} ({stage})" for v, stage in sorted(stages.items())) or "none"
+            raise InvalidInputError(
+                f"{model} has no version {version!r}; versions: {known}", field=field, value=version
+            )
+        if stages[version] == Stage.ARCHIVED and not allow_archived:
+            raise InvalidInputError(
+                f"{model} version {version} is archived and cannot take traffic; promote or register another",
+                field=field,
+                value=version,
+            )
 
     def artifact_path(self, mv: ModelVersion) -> Path:
         """The version's ONNX file in the BentoML store, after checking it still has the registered SHA-256.
@@ -770,8 +1370,133 @@ def _audit(
         before=before,
         after=after,
         detail=detail,
+        kind=AuditKind.MODEL.value,
     )
     session.add(entry)
+
+
+def _audit_route(
+    session: Session,
+    endpoint: str,
+    revision: int,
+    action: RouteAction,
+    actor: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    detail: str,
+) -> None:
+    session.add(
+        AuditRow(
+            at=datetime.now(UTC),
+            actor=actor,
+            action=f"route_{action.value}",
+            name=endpoint,
+            version=revision,
+            before=before,
+            after=after,
+            detail=detail,
+            kind=AuditKind.ROUTE.value,
+        )
+    )
+
+
+def _route_row(route: Route, revision: int, at: datetime, actor: str) -> RouteRow:
+    assert route.experiment is not None  # validated
+    return RouteRow(
+        endpoint=route.endpoint,
+        model=route.model,
+        experiment=route.experiment,
+        salt=route.salt,
+        shadow_version=route.shadow_version,
+        revision=revision,
+        updated_at=at,
+        updated_by=actor,
+        variants=[
+            RouteVariantRow(
+                endpoint=route.endpoint, position=i, name=v.name, model=v.model, version=v.version, weight=v.weight
+            )
+            for i, v in enumerate(route.variants)
+        ],
+    )
+
+
+def _route_from_document(
+    endpoint: str, document: Mapping[str, Any], revision: int, at: datetime | None, actor: str | None
+) -> Route:
+    """A route as `Route.document()` stored it (history rows, audit before/after)."""
+    model = str(document["model"])
+    return Route(
+        endpoint=endpoint,
+        model=model,
+        variants=tuple(
+            RouteVariant(str(v["name"]), model, int(v["version"]), float(v["weight"])) for v in document["variants"]
+        ),
+        experiment=document.get("experiment"),
+        salt=str(document.get("salt") or ""),
+        shadow_version=document.get("shadow_version"),
+        revision=revision,
+        updated_at=at,
+        updated_by=actor,
+        stored=True,
+    )
+
+
+def _archived_note(session: Session, route: Route, detail: str) -> str:
+    """The detail, plus a warning when the route serves archived versions (possible after a rollback only)."""
+    versions = {v.version for v in route.variants} | ({route.shadow_version} if route.shadow_version else set())
+    archived = sorted(
+        session.scalars(
+            select(ModelVersionRow.version).filter(
+                ModelVersionRow.name == route.model,
+                ModelVersionRow.stage == Stage.ARCHIVED,
+                ModelVersionRow.version.in_(versions),
+            )
+        )
+    )
+    if not archived:
+        return detail
+    log.warning("route serves archived versions", extra={"endpoint": route.endpoint, "versions": archived})
+    return f"{detail}; archived versions in the route: {', '.join(map(str, archived))}"
+
+
+def _experiment_and_salt(current: Route, experiment: str | None, salt: str | None, default: str) -> tuple[str, str]:
+    """The experiment a change runs under, and its salt: kept while the experiment stays the same (users keep
+    their variants), drawn afresh for a new one (an independent split, no carry-over from the last test)."""
+    name = experiment or current.experiment or default
+    if salt is not None:
+        return name, salt
+    if current.stored and current.experiment == name and current.salt:
+        return name, current.salt
+    return name, secrets.token_hex(8)
+
+
+def _valid_endpoint(endpoint: str) -> str:
+    if endpoint not in ENDPOINT_MODELS:
+        known = ", ".join(ENDPOINT_MODELS)
+        raise InvalidInputError(
+            f"unknown endpoint {endpoint!r}; routed endpoints: {known}", field="endpoint", value=endpoint
+        )
+    return endpoint
+
+
+def _wrong_model(endpoint: str, model: str) -> InvalidInputError:
+    expected = ENDPOINT_MODELS.get(endpoint)
+    return InvalidInputError(f"{endpoint} serves {expected} versions, not {model!r}", field="model", value=model)
+
+
+def _check_weight(weight: object) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
+        raise InvalidInputError(f"a weight must be a finite number >= 0, got {weight!r}", field="weight", value=weight)
+    return float(weight)
+
+
+def _percent(weight: object) -> float:
+    value = _check_weight(weight)
+    if value > 100:
+        raise InvalidInputError(
+            f"a deploy weight is a percentage (0..100), got {weight!r}", field="weight", value=weight
+        )
+    return value
 
 
 def sha256_of(path: Path) -> str:

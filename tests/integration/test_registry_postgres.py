@@ -10,11 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from journey.registry import HEAD_REVISION, Base, ModelVersion, ModelVersionRow, Registry, Stage
+from journey.errors import InvalidInputError
+from journey.registry import (
+    HEAD_REVISION,
+    AuditKind,
+    Base,
+    ModelVersion,
+    ModelVersionRow,
+    Registry,
+    RouteVariant,
+    RouteVariantRow,
+    Stage,
+    alembic_config,
+)
 from journey.settings import Settings
 from tests.factories.models import tiny_onnx
 
@@ -65,9 +77,17 @@ def test_migrate_creates_the_schema_its_tables_and_the_version_table_in_it(
     schema = registry_postgres_settings.registry_schema
     assert tables_in(engine, schema) == set()
     assert registry.migrate() == HEAD_REVISION
-    assert tables_in(engine, schema) == {"alembic_version", "model_versions", "audit_log"}
+    assert tables_in(engine, schema) == {
+        "alembic_version",
+        "model_versions",
+        "audit_log",
+        "routes",
+        "route_variants",
+        "route_history",
+    }
     with engine.connect() as connection:
-        assert connection.execute(text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar() == "0001"
+        version = connection.execute(text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar()
+        assert version == HEAD_REVISION
     assert registry.current_revision() == HEAD_REVISION and registry.location.endswith(f"(schema {schema})")
 
 
@@ -132,3 +152,105 @@ def test_postgres_refuses_a_second_production_version(
     with pytest.raises(IntegrityError), engine.begin() as connection:
         schema = registry_postgres_settings.registry_schema
         connection.execution_options(schema_translate_map={None: schema}).execute(statement)
+
+
+# ---------------------------------------------------------------------------------------------------------- routes
+
+
+def test_routes_round_trip_deploy_shadow_rollback_on_postgres(registry: Registry, tmp_path: Path) -> None:
+    for _ in range(3):
+        register(registry, tmp_path)
+    registry.promote(NAME, 1, "bob")
+    first = registry.deploy("predict_purchase", 2, 10, actor="bob")
+    registry.set_shadow("predict_purchase", 3, actor="carol")
+    route = registry.route("predict_purchase")
+    assert [(v.name, v.version, v.weight) for v in route.variants] == [("production", 1, 90.0), ("v2", 2, 10.0)]
+    assert route.shadow_version == 3 and route.updated_at is not None and route.updated_at.utcoffset() is not None
+    restored = registry.rollback_route("predict_purchase", actor="bob")
+    assert restored.shadow_version is None and restored.salt == first.salt and restored.revision == 3
+    assert [e.action for e in registry.audit(kind=AuditKind.ROUTE)] == [
+        "route_rollback",
+        "route_shadow",
+        "route_deploy",
+    ]
+    assert registry.route_snapshot().token == registry.change_token()
+
+
+def test_postgres_refuses_a_route_variant_of_a_version_that_does_not_exist(
+    registry: Registry, registry_postgres_settings: Settings, tmp_path: Path, engine: Engine
+) -> None:
+    register(registry, tmp_path)
+    registry.promote(NAME, 1, "bob")
+    registry.deploy("predict_purchase", 1, 100, variant="control", actor="bob")
+    row = {"endpoint": "predict_purchase", "position": 5, "name": "ghost", "model": NAME, "version": 9, "weight": 1.0}
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        schema = registry_postgres_settings.registry_schema
+        connection.execution_options(schema_translate_map={None: schema}).execute(insert(RouteVariantRow), row)
+
+
+def test_route_validation_on_postgres_names_the_field(registry: Registry, tmp_path: Path) -> None:
+    register(registry, tmp_path)
+    with pytest.raises(InvalidInputError) as raised:
+        registry.set_route("predict_purchase", [RouteVariant("a", NAME, 4, 1)], actor="bob")
+    assert raised.value.field == "version"
+
+
+def test_concurrent_route_changes_on_postgres_get_consecutive_revisions(registry: Registry, tmp_path: Path) -> None:
+    register(registry, tmp_path)
+    register(registry, tmp_path)
+    registry.promote(NAME, 1, "bob")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(registry.deploy, "predict_purchase", 2, 5 + i, actor="bob") for i in range(6)]
+    assert [f.result().stored for f in futures] == [True] * 6
+    assert sorted(r.revision for r in registry.route_history("predict_purchase")) == list(range(1, 7))
+
+
+def test_a_0001_schema_is_upgraded_in_place_keeping_its_rows(
+    registry: Registry, registry_postgres_settings: Settings, engine: Engine
+) -> None:
+    from alembic import command
+
+    schema = registry_postgres_settings.registry_schema
+    with registry._engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        command.upgrade(alembic_config(connection, schema), "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f'INSERT INTO "{schema}".model_versions (name, version, framework, onnx_sha256, bento_tag, '
+                "feature_service, metrics, data_window, params, created_at, stage, created_by) VALUES "
+                "('purchase_propensity', 1, 'xgboost', :sha, 'purchase_propensity:v1-x', 'f', '{}', '{}', '{}', "
+                "now(), 'production', 'alice')"
+            ),
+            {"sha": "0" * 64},
+        )
+        connection.execute(
+            text(
+                f'INSERT INTO "{schema}".audit_log (at, actor, action, name, version, before, after, detail) '
+                "VALUES (now(), 'alice', 'promote', 'purchase_propensity', 1, NULL, NULL, 'old')"
+            )
+        )
+    assert "routes" not in tables_in(engine, schema)
+    with Registry(registry_postgres_settings) as fresh:
+        assert fresh.current_revision() == "0001" and fresh.migrate() == HEAD_REVISION
+        [entry] = fresh.audit()
+        assert (entry.kind, entry.detail) == (AuditKind.MODEL, "old")
+        assert [(v.name, v.version) for v in fresh.route("predict_purchase").variants] == [("production", 1)]
+    assert {"routes", "route_variants", "route_history"} <= tables_in(engine, schema)
+
+
+def test_downgrade_to_0001_and_upgrade_again_on_postgres_keeps_the_model_rows(
+    registry: Registry, registry_postgres_settings: Settings, tmp_path: Path, engine: Engine
+) -> None:
+    from alembic import command
+
+    register(registry, tmp_path)
+    registry.promote(NAME, 1, "bob")
+    registry.deploy("predict_purchase", 1, 100, variant="control", actor="bob")
+    schema = registry_postgres_settings.registry_schema
+    with registry._engine.begin() as connection:
+        command.downgrade(alembic_config(connection, schema), "0001")
+    assert tables_in(engine, schema) == {"alembic_version", "model_versions", "audit_log"}
+    with Registry(registry_postgres_settings) as again:
+        assert again.migrate() == HEAD_REVISION and [mv.version for mv in again.list()] == [1]
+        assert not again.route("predict_purchase").stored

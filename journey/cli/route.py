@@ -1,0 +1,411 @@
+"""`journey deploy|rollback`, `journey route ...` and `journey ab report`: traffic splits for ML engineers.
+
+    journey deploy purchase_propensity:3 --endpoint predict_purchase --weight 10    v3 takes 10%, the rest keep
+                                                                                 their proportions
+    journey route show [--endpoint E] [--json]      variants, versions, weights, shares, shadow, experiment
+    journey route set --endpoint E --variant control=2:90 --variant candidate=3:10 [--shadow 4]
+    journey route shadow purchase_propensity:4 --endpoint E     (or --off)
+    journey route clear --endpoint E                the production version answers everything again
+    journey route history [--endpoint E]            every change, for rollback
+    journey rollback --endpoint E                   back to the route before the newest change
+    journey ab report --experiment NAME             report.md / report.png / report.json under reports/ab/NAME/
+
+Every change is validated and audited by the registry (`journey.registry`); bad input exits 2 naming the value.
+Like `journey models`, the registry in use is named on stderr, so stdout stays data (`route show --json | jq`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from journey.cli.common import cli_errors, console, err_console, start
+from journey.cli.models import os_user
+from journey.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from journey.registry import Registry, Route, RouteVariant, VersionRef
+    from journey.settings import Settings
+    from training.ab_report import WeightPeriod
+
+app = typer.Typer(help="Traffic routes of the prediction endpoints: show, set, shadow, clear, history.")
+ab_app = typer.Typer(help="A/B experiments: reports from the prediction log and the purchases.")
+
+ENDPOINT_HELP = "Endpoint: predict_purchase or predict_next_action."
+EndpointOpt = Annotated[str, typer.Option("--endpoint", "-e", help=ENDPOINT_HELP)]
+ActorOpt = Annotated[str | None, typer.Option(help="Who makes the change, for the audit log (default: OS user).")]
+ExperimentOpt = Annotated[
+    str | None,
+    typer.Option(help="Experiment name (default: the route's current one; a new name draws a new salt)."),
+]
+
+
+@contextmanager
+def _registry() -> Iterator[Registry]:
+    from journey.registry import Registry
+
+    with Registry(start()) as registry:
+        err_console.print(f"registry: {registry.location}", highlight=False, soft_wrap=True)
+        yield registry
+
+
+# ------------------------------------------------------------------------------------------------------- deploy
+
+
+@cli_errors
+def deploy(
+    model_version: Annotated[str, typer.Argument(help="MODEL:VERSION, e.g. purchase_propensity:3 (or :latest).")],
+    weight: Annotated[float, typer.Option(help="Percent of the endpoint's users for this version (0..100).")],
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", "-e", help=f"{ENDPOINT_HELP} Default: the model's endpoint.")
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Variant name (default: the variant serving it already, else v<VERSION>).")
+    ] = None,
+    experiment: ExperimentOpt = None,
+    salt: Annotated[str | None, typer.Option(help="Hash salt (default: kept within an experiment).")] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Give a model version WEIGHT percent of an endpoint's users; the other variants keep their relative weights.
+
+    Only the users needed move: raising a variant from 10 to 20 moves 10% of users, all into it.
+    """
+    model, version = parse_model_version(model_version)
+    endpoint = endpoint or _endpoint_of(model)
+    with _registry() as registry:
+        route = registry.deploy(
+            endpoint,
+            version,
+            weight,
+            model=model,
+            variant=variant,
+            experiment=experiment,
+            salt=salt,
+            actor=actor or os_user(),
+        )
+        _print_route(registry, route)
+    console.print(f"{endpoint}: revision {route.revision}; `journey rollback --endpoint {endpoint}` undoes it")
+
+
+@cli_errors
+def rollback(endpoint: EndpointOpt, actor: ActorOpt = None) -> None:
+    """Restore the route the newest change replaced (run again to go further back; the end is the default route)."""
+    with _registry() as registry:
+        route = registry.rollback_route(endpoint, actor=actor or os_user())
+        _print_route(registry, route)
+    console.print(f"{endpoint}: rolled back (revision {route.revision})")
+
+
+# -------------------------------------------------------------------------------------------------------- route
+
+
+@app.command()
+@cli_errors
+def show(
+    endpoint: Annotated[str | None, typer.Option("--endpoint", "-e", help="Only this endpoint.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")] = False,
+) -> None:
+    """The route of each endpoint (or one): variants, versions and their stages, weights, shares, shadow."""
+    with _registry() as registry:
+        routes = [registry.route(endpoint)] if endpoint else list(registry.route_snapshot().routes.values())
+        if as_json:
+            document = [route.as_dict() for route in routes]
+            console.print(json.dumps(document, indent=2), highlight=False, soft_wrap=True, markup=False)
+            return
+        for route in routes:
+            _print_route(registry, route)
+
+
+@app.command("set")
+@cli_errors
+def set_(
+    endpoint: EndpointOpt,
+    variants: Annotated[
+        list[str],
+        typer.Option(
+            "--variant",
+            "-v",
+            help="NAME=[MODEL:]VERSION:WEIGHT, repeated, in the fixed order, e.g. control=2:90 candidate=3:10.",
+        ),
+    ],
+    shadow: Annotated[
+        str | None, typer.Option(help="Shadow version: [MODEL:]VERSION (scored, never returned).")
+    ] = None,
+    experiment: ExperimentOpt = None,
+    salt: Annotated[str | None, typer.Option(help="Hash salt (default: kept within an experiment).")] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Replace an endpoint's route with these variants (weights are relative: 90 and 10 split 90%/10%)."""
+    from journey.registry import ENDPOINT_MODELS
+
+    model = ENDPOINT_MODELS.get(endpoint, "")
+    parsed = [parse_variant(text, model) for text in variants]
+    shadow_version = _plain_version(shadow, model, "shadow") if shadow is not None else None
+    with _registry() as registry:
+        route = registry.set_route(
+            endpoint,
+            parsed,
+            actor=actor or os_user(),
+            experiment=experiment,
+            salt=salt,
+            shadow_version=shadow_version,
+        )
+        _print_route(registry, route)
+    console.print(f"{endpoint}: revision {route.revision}")
+
+
+@app.command("shadow")
+@cli_errors
+def shadow_(
+    endpoint: EndpointOpt,
+    model_version: Annotated[
+        str | None, typer.Argument(help="[MODEL:]VERSION to score in the shadow of every request.")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Remove the shadow.")] = False,
+    experiment: ExperimentOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Score a version beside the live variants on every request (logged for the A/B report, never returned)."""
+    if (model_version is None) == (not off):
+        raise InvalidInputError("give either a [MODEL:]VERSION or --off", field="model_version", value=model_version)
+    from journey.registry import ENDPOINT_MODELS
+
+    model: str | None = None
+    version: VersionRef | None = None
+    if model_version is not None:
+        model, version = parse_model_version(model_version, default_model=ENDPOINT_MODELS.get(endpoint))
+    with _registry() as registry:
+        route = registry.set_shadow(endpoint, version, model=model, actor=actor or os_user(), experiment=experiment)
+        _print_route(registry, route)
+
+
+@app.command()
+@cli_errors
+def clear(endpoint: EndpointOpt, actor: ActorOpt = None) -> None:
+    """Remove an endpoint's route: its production version answers everything (variant `production`)."""
+    with _registry() as registry:
+        route = registry.clear_route(endpoint, actor=actor or os_user())
+        _print_route(registry, route)
+
+
+@app.command()
+@cli_errors
+def history(
+    endpoint: Annotated[str | None, typer.Option("--endpoint", "-e", help="Only this endpoint.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest revisions to show.")] = 20,
+) -> None:
+    """Every route change, newest first: what `journey rollback` walks back through."""
+    with _registry() as registry:
+        revisions = registry.route_history(endpoint, limit=limit)
+    table = Table(box=box.SIMPLE_HEAD)
+    columns = ("rev", "at (UTC)", "actor", "action") if endpoint else ("endpoint", "rev", "at (UTC)", "actor", "action")
+    for column in columns:
+        table.add_column(column, no_wrap=column != "actor")
+    table.add_column("split", overflow="fold", min_width=24)
+    table.add_column("undo to", no_wrap=True)
+    for r in revisions:
+        split = _split(r.route) if r.route is not None else "default (production version)"
+        back = {None: "-", 0: "default"}.get(r.previous_revision, str(r.previous_revision))
+        cells = [str(r.revision), r.at.strftime("%m-%d %H:%M"), r.actor, r.action.value, split, back]
+        table.add_row(*([] if endpoint else [r.endpoint]), *cells)
+    console.print(table)
+
+
+# ----------------------------------------------------------------------------------------------------------- ab
+
+
+@ab_app.command()
+@cli_errors
+def report(
+    experiment: Annotated[str, typer.Option(help="Experiment name (see `journey route show`).")],
+    control: Annotated[str | None, typer.Option(help="Control variant (default: control/production/first).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="Purchases from this dataset instead of the /events log (event_log)."),
+    ] = None,
+    window_s: Annotated[
+        float | None, typer.Option(min=1, help="Attribution window in seconds (default: settings, 24 h).")
+    ] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only predictions from this UTC time.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Only predictions before this UTC time.")] = None,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option("--weight", help="NAME=WEIGHT, repeated: expected split (default: the route history)."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Folder (default: <reports_dir>/ab/<experiment>).")] = None,
+) -> None:
+    """Conversion per variant with intervals, uplift and p-value vs control, sample ratio check, AUC of scores."""
+    from journey.registry import Registry
+    from training.ab_report import build_report, weights_from_history
+
+    settings = start()
+    expected: dict[str, float] | list[WeightPeriod] | None = None
+    if weights:
+        expected = dict(parse_weight(text) for text in weights)
+    else:
+        with Registry(settings) as registry:
+            expected = list(weights_from_history(registry.route_history(oldest_first=True), experiment)) or None
+    events = _events(settings, dataset)
+    result, paths = build_report(
+        settings,
+        experiment,
+        events,
+        weights=expected,
+        control=control,
+        window_s=window_s,
+        since=_utc(since),
+        until=_utc(until),
+        output_dir=output,
+    )
+    table = Table("variant", "users", "conversions", "rate [95% CI]", "vs control", "p-value", "AUC", box=box.SIMPLE)
+    for v in result.variants:
+        rate = f"{v.rate:.2%} [{v.rate_ci[0]:.2%}, {v.rate_ci[1]:.2%}]"
+        versus = "control" if v.control else (f"{v.difference * 100:+.2f} pp" if v.difference is not None else "n/a")
+        p_value = "" if v.p_value is None else f"{v.p_value:.3g}" + (" *" if v.significant else "")
+        auc = "n/a" if v.auc is None else f"{v.auc:.3f}"
+        table.add_row(v.variant, f"{v.users:,}", f"{v.conversions:,}", rate, versus, p_value, auc)
+    console.print(table)
+    if result.srm is not None and result.srm.mismatch:
+        err_console.print(
+            f"[bold red]sample ratio mismatch[/] (p = {result.srm.p_value:.3g}): do not trust these numbers",
+            highlight=False,
+        )
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}", highlight=False, soft_wrap=True)
+
+
+# -------------------------------------------------------------------------------------------------- parsing
+
+
+def parse_model_version(text: str, default_model: str | None = None) -> tuple[str, VersionRef]:
+    """'purchase_propensity:3' -> ('purchase_propensity', 3); '3' -> (default_model, 3) when one is given."""
+    from journey.registry import parse_version_ref
+
+    model, sep, version = text.rpartition(":")
+    if not sep:
+        model, version = default_model or "", text
+    if not model or not version:
+        raise InvalidInputError(
+            f"expected MODEL:VERSION (e.g. purchase_propensity:3), got {text!r}", field="model_version", value=text
+        )
+    return model, parse_version_ref(version)
+
+
+def parse_variant(text: str, model: str) -> RouteVariant:
+    """'control=3:90' or 'control=purchase_propensity:3:90' -> RouteVariant (the registry validates the rest)."""
+    from journey.registry import RouteVariant
+
+    name, sep, spec = text.partition("=")
+    parts = spec.split(":")
+    if not sep or not name or len(parts) not in (2, 3):
+        raise InvalidInputError(
+            f"expected NAME=[MODEL:]VERSION:WEIGHT (e.g. control=3:90), got {text!r}", field="variant", value=text
+        )
+    variant_model = parts[0] if len(parts) == 3 else model
+    version, weight = parts[-2], parts[-1]
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInputError(
+            f"variant {name!r}: version must be a number >= 1, got {version!r}", field="version", value=version
+        )
+    return RouteVariant(name, variant_model, int(version), _number(weight, "weight"))
+
+
+def parse_weight(text: str) -> tuple[str, float]:
+    name, sep, weight = text.partition("=")
+    if not sep or not name:
+        raise InvalidInputError(f"expected NAME=WEIGHT (e.g. control=90), got {text!r}", field="weight", value=text)
+    return name, _number(weight, "weight")
+
+
+def _number(text: str, field: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInputError(f"{field} must be a number, got {text!r}", field=field, value=text) from None
+
+
+def _plain_version(text: str, model: str, field: str) -> int:
+    parsed_model, version = parse_model_version(text, default_model=model)
+    if not isinstance(version, int):
+        raise InvalidInputError(f"{field} must be a version number, got {text!r}", field=field, value=text)
+    if parsed_model != model:
+        raise InvalidInputError(
+            f"{field}: the endpoint serves {model}, not {parsed_model!r}", field="model", value=parsed_model
+        )
+    return version
+
+
+def _endpoint_of(model: str) -> str:
+    from journey.registry import ENDPOINT_MODELS
+
+    endpoints = [endpoint for endpoint, served in ENDPOINT_MODELS.items() if served == model]
+    if len(endpoints) != 1:
+        known = ", ".join(f"{m} ({e})" for e, m in ENDPOINT_MODELS.items())
+        raise InvalidInputError(f"no routed endpoint serves {model!r}; models: {known}", field="model", value=model)
+    return endpoints[0]
+
+
+def _events(settings: Settings, dataset: str | None) -> pa.Table:
+    """Canonical events with the purchases: a stored dataset, or the /events log of the offline store."""
+    if dataset is not None:
+        from journey.datasets.store import DatasetStore
+
+        return DatasetStore(settings.events_dir).events(dataset)
+    from journey.offline import OfflineTables
+
+    tables = OfflineTables(settings)
+    return tables.read("event_log")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _split(route: Route) -> str:
+    shares = route.shares()
+    text = ", ".join(f"{v.name}=v{v.version} {shares[v.name]:.0%}" for v in route.variants)
+    return text + (f"; shadow v{route.shadow_version}" if route.shadow_version else "")
+
+
+def _print_route(registry: Registry, route: Route) -> None:
+    """One endpoint's route as a table, with the current stage of each version (a route pins version numbers)."""
+    stages = {mv.version: mv.stage.value for mv in registry.list(name=route.model)}
+    if route.stored:
+        title = (
+            f"{route.endpoint} ({route.model}): experiment {route.experiment}, salt {route.salt}, "
+            f"revision {route.revision} by {route.updated_by} at {route.updated_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    else:
+        title = f"{route.endpoint} ({route.model}): no route set, the production version answers everything"
+    console.print(title, highlight=False, soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("variant")
+    for column in ("version", "stage", "weight", "share"):
+        table.add_column(column, justify="left" if column == "stage" else "right", no_wrap=True)
+    shares = route.shares()
+    for v in route.variants:
+        table.add_row(v.name, str(v.version), stages.get(v.version, "?"), f"{v.weight:g}", f"{shares[v.name]:.1%}")
+    if route.shadow_version is not None:
+        stage = stages.get(route.shadow_version, "?")
+        table.add_row("(shadow)", str(route.shadow_version), stage, "-", "shadow")
+    console.print(table)
+    if not route.variants:
+        err_console.print(f"[bold yellow]warning:[/] {route.model} has no production version: nothing to serve")
+    for v in route.variants:
+        if stages.get(v.version) == "archived":
+            err_console.print(
+                f"[bold yellow]warning:[/] variant {v.name} serves {route.model} v{v.version}, which is archived",
+                highlight=False,
+            )
