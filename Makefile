@@ -15,7 +15,7 @@ REAL_SAMPLES := retailrocket:retailrocket:retailrocket_sample/events.csv.gz \
 	taobao:taobao:taobao_userbehavior_head/UserBehavior_head.csv.gz
 
 
-.PHONY: help install demo serve evaluate-real test lint format bench clean
+.PHONY: help install demo serve evaluate-real analyze-real test lint format bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,9 +29,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# promtool for the Prometheus rule tests: Debian's prometheus package, as root only. Its service must not start (the
+# tests start their own on a free port): policy-rc.d denies the start during the install, and it is left disabled.
 install: $(STAMP) ## Create .venv (pip), install torch 2.13.0 (CPU) first, then the project with dev extras
+	@if ! command -v promtool >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's prometheus package (promtool); its service stays stopped and disabled"; \
+		policy=/usr/sbin/policy-rc.d; added=; \
+		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && added=1; fi; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus) >/dev/null; status=$$?; \
+		if [ -n "$$added" ]; then rm -f $$policy; fi; \
+		systemctl disable prometheus >/dev/null 2>&1 || true; \
+		exit $$status; \
+	fi
 
-demo: install ## Generate demo data, build features, feast apply, materialise, train + register both models, serve
+demo: install ## Generate demo data, build features, feast apply, materialise, train + register both models, map the journey, serve
 	$(BIN)/journey data generate --dataset demo --replace
 	@if [ -d "$(DATASETS)" ]; then \
 		$(BIN)/journey data import $(DATASETS)/retailrocket_sample/events.csv.gz --format retailrocket \
@@ -44,10 +56,21 @@ demo: install ## Generate demo data, build features, feast apply, materialise, t
 	$(BIN)/journey features materialize
 	$(BIN)/journey train propensity --dataset demo --promote
 	$(BIN)/journey train next-action --dataset demo --promote
+	$(BIN)/journey analyze --dataset demo
 	$(MAKE) serve
 
 serve: install ## Serve the production models (BentoML) on JOURNEY_SERVE_HOST:JOURNEY_SERVE_PORT (127.0.0.1:3000)
 	$(BIN)/bentoml serve serving.service:Journey
+
+.PHONY: up down
+# Needs Docker and infra/.env (from infra/compose.env.example); see infra/README.md for training against the stack.
+up: install ## Build the Bento + its image, start Redis, PostgreSQL, Journey, Prometheus, Grafana (docker compose)
+	$(BIN)/bentoml build --output tag
+	$(BIN)/bentoml containerize journey:latest --image-tag journey:latest
+	docker compose -f infra/compose.yaml up -d
+
+down: ## Stop the compose stack (keeps its volumes; `docker compose -f infra/compose.yaml down -v` drops them)
+	docker compose -f infra/compose.yaml down
 
 # Each sample gets its own data and reports dir, so the demo's features and registry stay as they are. A refusal
 # (too few rows, a single class on the test days) is reported and the next model/sample goes on.
@@ -61,6 +84,16 @@ evaluate-real: install ## Train and evaluate both models on each real public sam
 		for model in propensity next-action; do \
 			$(BIN)/journey train "$$model" --dataset "$$name" || echo "$$name: $$model refused (see above)"; \
 		done; \
+	done
+
+# Same per-sample dirs as evaluate-real. ARGS go to `journey analyze` (e.g. ARGS="--no-features --seed 7").
+analyze-real: install ## Journey analysis (report, chain, user_profile) of each real sample (reports/real/<name>/journey/)
+	@for sample in $(REAL_SAMPLES); do \
+		IFS=: read -r name format file <<< "$$sample"; \
+		export JOURNEY_DATA_DIR="$(CURDIR)/data/real/$$name" JOURNEY_REPORTS_DIR="$(CURDIR)/reports/real/$$name"; \
+		echo "== $$name"; \
+		$(BIN)/journey data import "$(DATASETS)/$$file" --format "$$format" --dataset "$$name" --replace || exit 1; \
+		$(BIN)/journey analyze --dataset "$$name" $(ARGS) || exit 1; \
 	done
 
 test: install ## Run the test suite (integration tests skip without services unless REQUIRE_SERVICES=1)

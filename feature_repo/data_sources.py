@@ -16,6 +16,7 @@ from journey.contracts import (
     SESSION_PUSH_SOURCE,
     SNAPSHOT_TIMESTAMP,
     USER_ACTIVITY,
+    USER_PROFILE,
 )
 from journey.settings import Profile, get_settings
 
@@ -41,6 +42,7 @@ def _batch_source(view: str) -> DataSource:
 user_activity_source = _batch_source(USER_ACTIVITY)
 item_popularity_source = _batch_source(ITEM_POPULARITY)
 session_activity_source = _batch_source(SESSION_ACTIVITY)
+user_profile_source = _batch_source(USER_PROFILE)  # written by `journey analyze`
 
 # Real-time session features arrive through /events -> push (online store, and the batch source for training).
 session_activity_push = PushSource(name=SESSION_PUSH_SOURCE, batch_source=session_activity_source)

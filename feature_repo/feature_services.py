@@ -4,10 +4,16 @@ A published service never changes; a new feature set is a new version (`purchase
 """
 
 from feast import FeatureService
-from feature_views import item_popularity, session_activity, user_activity
+from feature_views import item_popularity, session_activity, user_activity, user_profile
 from on_demand import request_context, session_item_context
 
-from journey.contracts import NEXT_ACTION_V1, PURCHASE_PROPENSITY_V1, SESSION_ACTIVITY_FEATURES
+from journey.contracts import (
+    JOURNEY_PROFILE_V1,
+    JOURNEY_SESSION_V1,
+    NEXT_ACTION_V1,
+    PURCHASE_PROPENSITY_V1,
+    SESSION_ACTIVITY_FEATURES,
+)
 
 purchase_propensity_v1 = FeatureService(
     name=PURCHASE_PROPENSITY_V1,
@@ -30,4 +36,21 @@ next_action_v1 = FeatureService(
     features=[user_activity, session_activity[list(SESSION_ACTIVITY_FEATURES)]],
     description="PyTorch next action/intent: the session's last events plus the user's behaviour.",
     tags={"model": "next_action", "version": "1"},
+)
+
+journey_profile_v1 = FeatureService(
+    name=JOURNEY_PROFILE_V1,
+    # keyed by user only, as GET /journey/{user_id} is; the live session's stage comes from session_activity when
+    # the caller knows the session (journey.stages.stage_of_last_event)
+    features=[user_profile, user_activity[["journey_stage"]]],
+    description="Journey state of a shopper: profile, segment and stages (no model: read by /journey/{user_id}).",
+    tags={"endpoint": "journey", "version": "1"},
+)
+
+journey_session_v1 = FeatureService(
+    name=JOURNEY_SESSION_V1,
+    # keyed by session: what journey.stages.stage_of_last_event needs for the live stage of a named session
+    features=[session_activity[["session_last_event_types", "session_last_item_ids", "session_purchases"]]],
+    description="The live session's last events, for its journey stage (read by /journey/{user_id}?session_id=).",
+    tags={"endpoint": "journey", "version": "1"},
 )

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from data_sources import item_popularity_source, session_activity_push, user_activity_source
+from data_sources import item_popularity_source, session_activity_push, user_activity_source, user_profile_source
 from entities import item, session, user
 from feast import FeatureView
 from feast.field import Field
@@ -16,6 +16,8 @@ from journey.contracts import (
     USER,
     USER_ACTIVITY,
     USER_ACTIVITY_FEATURES,
+    USER_PROFILE,
+    USER_PROFILE_FEATURES,
     FeatureType,
 )
 
@@ -63,4 +65,15 @@ session_activity = FeatureView(
     online=True,
     description="The session so far, pushed on every event: counts, age, and the last events and items.",
     tags={"team": "journey", "refresh": "real-time"},
+)
+
+user_profile = FeatureView(
+    name=USER_PROFILE,
+    entities=[user],
+    ttl=timedelta(days=30),  # one snapshot per analysis run, as of the end of its data
+    schema=_fields(USER_PROFILE_FEATURES),
+    source=user_profile_source,
+    online=True,
+    description="Who a shopper is over their whole history: RFM, behaviour, last stage and k-means segment.",
+    tags={"team": "journey", "refresh": "per analysis (journey analyze)"},
 )

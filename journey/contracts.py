@@ -22,10 +22,13 @@ ITEM_POPULARITY: Final = "item_popularity"
 SESSION_ACTIVITY: Final = "session_activity"
 REQUEST_CONTEXT: Final = "request_context"  # on-demand view over request-time inputs
 SESSION_PUSH_SOURCE: Final = "session_activity_push"
+USER_PROFILE: Final = "user_profile"  # written by `journey analyze` (training/profiles.py), not by features build
 
 # Feature services: model contracts
 PURCHASE_PROPENSITY_V1: Final = "purchase_propensity_v1"
 NEXT_ACTION_V1: Final = "next_action_v1"
+JOURNEY_PROFILE_V1: Final = "journey_profile_v1"  # what /journey/{user_id} reads: user_profile + the daily stage
+JOURNEY_SESSION_V1: Final = "journey_session_v1"  # and, given ?session_id=, that session's last events
 
 # Journey stages as ordinals (user_activity.journey_stage); exit is not a state a user is "in"
 STAGES: Final = ("discovery", "consideration", "purchase", "post_purchase")
@@ -96,6 +99,24 @@ SESSION_ITEM_CONTEXT_FEATURES: Final[dict[str, FeatureType]] = {
     "candidate_in_cart": "int64",  # adds minus removes of the candidate there, floored at 0
     "candidate_is_last_carted": "int64",  # 1 when the most recent add_to_cart there is the candidate
     "candidate_events_since_first_seen": "int64",  # events since the candidate's first event there (-1: not there)
+}
+
+# User profiles as of the end of the analysed data: RFM, behaviour, and the k-means segment they fall in.
+USER_PROFILE_FEATURES: Final[dict[str, FeatureType]] = {
+    "segment_id": "int64",  # 0..k-1, ordered by the segment's session conversion rate (0 = highest)
+    "segment_name": "string",  # readable, derived from the segment's centroid ("loyal buyers", ...)
+    "recency_days": "float64",  # days from the user's last event to the end of the data
+    "frequency_sessions": "int64",
+    "monetary_value": "float64",  # sum of purchase prices (an unpriced purchase adds 0)
+    "purchases_total": "int64",
+    "events_per_session": "float64",
+    "session_conversion_rate": "float64",  # sessions with a purchase / sessions
+    "session_cart_rate": "float64",  # sessions with an add_to_cart / sessions
+    "cart_abandonment_rate": "float64",  # sessions with a cart and no purchase / sessions with a cart (0: none)
+    "r_score": "int64",  # 1..5 quintiles among all profiled users (5 = most recent / frequent / spending)
+    "f_score": "int64",
+    "m_score": "int64",
+    "last_stage": "int64",  # ordinal index into STAGES of the user's last event
 }
 
 SNAPSHOT_TIMESTAMP: Final = "event_timestamp"  # Feast's event timestamp column of batch views

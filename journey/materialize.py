@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from journey.contracts import USER_PROFILE
 from journey.errors import InvalidInputError
 from journey.settings import Profile, Settings
 
@@ -40,6 +41,9 @@ DEFAULT_LOOKBACK = timedelta(days=3650)
 PULL_WORK_MEM = "256MB"  # per materialisation query, not per server
 WRITE_BATCH = 2_000  # entities per Redis pipeline: bounded memory, few round trips
 _DOUBLE_TAG = np.uint8(0x29)  # ValueProto.double_val: field 5, wire type 1 (64-bit)
+# Views whose offline table another job writes (`journey analyze` writes user_profile and upserts it online itself):
+# before that job first runs there is nothing to materialise, which is no error unless the view was asked for by name.
+OPTIONAL_VIEWS = (USER_PROFILE,)
 
 
 def materialize_incremental(
@@ -55,6 +59,9 @@ def materialize_incremental(
         )
     stats: dict[str, Any] = {}
     for name in views or sorted(available):
+        if not views and _not_written_yet(settings, name):
+            log.info("skipped view without an offline table yet", extra={"view": name})
+            continue
         view = available[name]
         start = last_materialized(view) or end - DEFAULT_LOOKBACK
         if start >= end:
@@ -82,6 +89,12 @@ def write_online(store: FeatureStore, view_name: str, rows: pa.Table) -> int:
         rows = rows.append_column("created", rows["event_timestamp"])
     store.write_to_online_store(view_name, rows.to_pandas())
     return int(rows.num_rows)
+
+
+def _not_written_yet(settings: Settings, view: str) -> bool:
+    from journey.offline import OfflineTables
+
+    return view in OPTIONAL_VIEWS and not OfflineTables(settings).exists(view)
 
 
 def last_materialized(view: FeatureView) -> datetime | None:

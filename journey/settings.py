@@ -80,12 +80,32 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Root log level.")
     log_format: Literal["console", "json"] = Field("console", description="`json` for machine-read logs.")
     seed: int = Field(42, description="Default seed for generators and training.")
+    chain_path: Path | None = Field(
+        None,
+        description="Journey chain (JSON) that analyze writes, serving reads; default <data_dir>/journey/chain.json.",
+    )
+    attribution_window_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A purchase counts as the outcome of a user's predictions made at most this long before it.",
+    )
+    prediction_log_flush_s: float = Field(
+        2.0, gt=0, description="Longest a served prediction waits in memory before the prediction log writes it."
+    )
+    prediction_log_max_queue: int = Field(
+        100_000, ge=1, description="Most predictions waiting to be written; past it new ones are dropped (counted)."
+    )
 
     @field_validator("data_dir", "reports_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         # Resolve once, so a worker that changes directory (BentoML does) still finds the same files.
         return value.expanduser().resolve()
+
+    @field_validator("chain_path")
+    @classmethod
+    def _absolute_if_set(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
 
     @field_validator("log_level")
     @classmethod
@@ -138,6 +158,26 @@ class Settings(BaseSettings):
     def model_reports_dir(self) -> Path:
         """Evaluation reports, one folder per model name and version."""
         return self.reports_dir / "models"
+
+    @property
+    def journey_chain_path(self) -> Path:
+        """The journey chain (`journey.chain.JourneyArtifact`): `journey analyze` writes it, serving loads it."""
+        return self.chain_path or self.data_dir / "journey" / "chain.json"
+
+    @property
+    def journey_reports_dir(self) -> Path:
+        """Journey analysis reports, one folder per dataset."""
+        return self.reports_dir / "journey"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        """Served predictions of the local profile, Parquet partitioned by UTC day (prod: a PostgreSQL table)."""
+        return self.data_dir / "prediction_log"
+
+    @property
+    def ab_reports_dir(self) -> Path:
+        """A/B reports, one folder per experiment."""
+        return self.reports_dir / "ab"
 
     @property
     def feast_dir(self) -> Path:

@@ -6,13 +6,23 @@
   parsed in full before validation refuses it).
 - BentoML answers pydantic validation errors with 400; the platform contract (DESIGN.md) is 422 with the field
   named, so a 400 from an API route becomes 422 (the body, pydantic's `detail` with `loc`, is kept).
+- `GET /journey/{user_id}[?session_id=...]`: BentoML APIs are POST with a JSON body; this read is a resource
+  lookup, so it is answered here from a handler the worker publishes (serving.journey_map does the work), with the
+  same error shape: `{"error", "field"}` and the status of the raised Journey error (404 unknown user, 422 bad id,
+  503 store or chain unavailable).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from serving import metrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -20,13 +30,46 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 StatusFn = Callable[[], dict[str, Any]]
+JourneyFn = Callable[[str, str | None], dict[str, Any]]  # (raw user id, raw session id) -> body; raises on errors
+JOURNEY_PREFIX = "/journey/"
+
+log = logging.getLogger(__name__)
 
 # set by the service instance in its worker; the middleware of that worker's app reads it
 _status: list[StatusFn] = []
 
 
+_journey: list[JourneyFn] = []
+
+
 def publish_status(status: StatusFn) -> None:
     _status[:] = [status]
+
+
+def publish_journey(handler: JourneyFn) -> None:
+    _journey[:] = [handler]
+
+
+async def _journey_answer(scope: Scope, send: Send) -> None:
+    """`GET /journey/{user_id}`: the published handler runs in a thread (it reads the online store)."""
+    started, status = time.perf_counter(), 200
+    raw_user = unquote(scope["path"][len(JOURNEY_PREFIX) :])
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    session = query.get("session_id", [None])[-1]
+    try:
+        if not _journey:
+            raise _Unavailable("the journey map is not loaded in this worker")
+        body = await asyncio.to_thread(_journey[0], raw_user, session)
+    except Exception as exc:  # every error is an answer: Journey's errors carry their status, the rest are 500s
+        status = getattr(exc, "http_status", 500)
+        if hasattr(exc, "http_status"):
+            field = getattr(exc, "field", None)
+            body = {"error": str(exc)} | ({"field": field} if field else {})
+        else:
+            log.exception("GET /journey failed", extra={"user_id": raw_user[:64]})
+            body = {"error": f"internal error ({type(exc).__name__}): see the server log"}
+    metrics.observe_request("journey", metrics.NO_VARIANT, status, time.perf_counter() - started)
+    await _json(send, status, body)
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -50,6 +93,9 @@ class JourneyHTTP:
         if path == "/readyz" and scope["method"] == "GET":
             status = _status[0]() if _status else {"ready": False, "problems": ["service not initialised"]}
             await _json(send, 200 if status.get("ready") else 503, status)
+            return
+        if path.startswith(JOURNEY_PREFIX) and scope["method"] == "GET":
+            await _journey_answer(scope, send)
             return
         if path not in self.api_paths:
             await self.app(scope, receive, send)
@@ -112,6 +158,10 @@ def _one_error_shape(body: bytes) -> dict[str, Any]:
     if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict):
         payload = payload[0]
     return payload if isinstance(payload, dict) else {"error": payload}
+
+
+class _Unavailable(Exception):
+    http_status = 503
 
 
 class _TooLarge(Exception):

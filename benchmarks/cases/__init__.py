@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from benchmarks.cases import event_import, feature_store, model_inference, online_features, serving, training_e2e
+from benchmarks.cases import (
+    event_import,
+    feature_store,
+    journey_analysis,
+    model_inference,
+    online_features,
+    serving,
+    training_e2e,
+)
 from benchmarks.harness import Case
 
 CASES: list[Case] = [
@@ -11,5 +19,6 @@ CASES: list[Case] = [
     online_features.CASE,
     model_inference.CASE,
     training_e2e.CASE,
+    journey_analysis.CASE,
     serving.CASE,
 ]

@@ -50,6 +50,15 @@ def test_one_user_by_a_hundred_items_equals_feast(store: Any) -> None:
     assert len(out[c.ITEM]) == 100 and out["item_views_7d"][-1] == 77 and out["item_views_7d"][89] is None
 
 
+def test_reader_reloads_its_script_after_redis_forgot_it(store: Any) -> None:
+    reader = OnlineFeatureReader(store, c.PURCHASE_PROPENSITY_V1)
+    rows = [propensity_row(1, i) for i in range(5)]
+    before = reader.read(rows)
+    reader._redis.script_flush()  # what a restarted Redis (no persistence) has forgotten
+    assert reader.read(rows) == before
+    assert_same_as_feast(store, c.PURCHASE_PROPENSITY_V1, rows)
+
+
 @pytest.mark.parametrize(("price", "ts"), [(20, REQUEST_TS + 13 * 3_600), (np.float64(7.25), np.int64(REQUEST_TS))])
 def test_request_time_inputs_feed_the_on_demand_view_like_feast(store: Any, price: Any, ts: Any) -> None:
     out = assert_same_as_feast(store, c.PURCHASE_PROPENSITY_V1, [propensity_row(u, u, price, ts) for u in (0, 1, 999)])

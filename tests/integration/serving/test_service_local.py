@@ -206,7 +206,7 @@ def test_metrics_expose_every_journey_family_after_traffic(server: Server, shop:
     _traffic(server, shop)
     declared = {family.name for metric in metrics.ALL_METRICS for family in metric.describe()}
     # no A/B router yet, so no (endpoint, variant) route exists to count or prime: see the xfail below
-    expected = declared - {"journey_ab_assignments"}
+    expected = declared - {"journey_ab_assignments", "journey_ab_route_weight", "journey_ab_conversions"}
     assert expected <= server.metric_families(), sorted(expected - server.metric_families())
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from journey import contracts as c
+from tests.factories.journey_state import expected_state
 from tests.integration.serving.conftest import (
     MODELS,
     NEXT_ACTION_CLASSES,
@@ -99,3 +100,10 @@ def test_events_are_pushed_to_redis_and_logged_in_postgresql(server: Server, pro
     after = server.post("/predict_next_action", {"user_id": session.user_id, "session_id": session.session_id})
     # the session's online features moved (its last event is now an add_to_cart), so the answer did too
     assert after.json()["probabilities"] != before.json()["probabilities"]
+
+
+def test_journey_reads_the_profile_and_session_from_redis(server: Server, prod_project: ProdProject) -> None:
+    session = prod_project.sessions[0]
+    response = server.client.get(f"/journey/{session.user_id}", params={"session_id": session.session_id})
+    assert response.status_code == 200, response.text
+    assert response.json() == pytest.approx(expected_state(prod_project.settings, session.user_id, session.session_id))
