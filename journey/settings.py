@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     prediction_log_max_queue: int = Field(
         100_000, ge=1, description="Most predictions waiting to be written; past it new ones are dropped (counted)."
     )
+    route_poll_s: float = Field(
+        1.0, gt=0, le=5, description="How often serving checks the registry for route and production-version changes."
+    )
+    execution_provider: Literal["auto", "cuda", "cpu"] = Field(
+        "auto",
+        description="`cpu`, `cuda` (CPU when unusable), or `auto`: CUDA for a model only when the batches serving "
+        "sends it reach the CUDA-vs-CPU crossover the GPU benchmark measured (gpu_report).",
+    )
+    gpu_report: Path | None = Field(
+        None, description="GPU benchmark JSON the `auto` policy reads; default <reports_dir>/gpu/gpu.json."
+    )
 
     @field_validator("data_dir", "reports_dir")
     @classmethod
@@ -102,7 +113,7 @@ class Settings(BaseSettings):
         # Resolve once, so a worker that changes directory (BentoML does) still finds the same files.
         return value.expanduser().resolve()
 
-    @field_validator("chain_path")
+    @field_validator("chain_path", "gpu_report")
     @classmethod
     def _absolute_if_set(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -178,6 +189,11 @@ class Settings(BaseSettings):
     def ab_reports_dir(self) -> Path:
         """A/B reports, one folder per experiment."""
         return self.reports_dir / "ab"
+
+    @property
+    def gpu_report_path(self) -> Path:
+        """The GPU benchmark's JSON (benchmarks/gpu.py): per model, the batch size from which CUDA beats CPU."""
+        return self.gpu_report or self.reports_dir / "gpu" / "gpu.json"
 
     @property
     def feast_dir(self) -> Path:
