@@ -34,6 +34,8 @@ from typing import Any, ClassVar, Final, TypeAlias
 import numpy as np
 import onnxruntime as ort
 
+from serving.providers import CPU, CPU_ONLY_FRAMEWORKS, CUDA, Placement
+
 log = logging.getLogger(__name__)
 
 # The `journey.*` metadata keys written by training/export.py (same strings; a unit test keeps them equal).
@@ -45,12 +47,9 @@ META_PARITY: Final = "journey.parity_max_abs_diff"
 META_EXPORTER: Final = "journey.exporter"
 REQUIRED_METADATA: Final = (META_INPUT_NAMES, META_OUTPUT_NAMES, META_FEATURE_ORDER, META_FRAMEWORK)
 
-CUDA: Final = "CUDAExecutionProvider"
-CPU: Final = "CPUExecutionProvider"
 DEFAULT_PROVIDERS: Final = (CUDA, CPU)
-# Frameworks whose exported graphs have no CUDA kernel (TreeEnsemble): a CUDA session would run them on CPU anyway
-# while reporting CUDA, so with default providers they get a CPU session.
-CPU_ONLY_FRAMEWORKS: Final = frozenset({"xgboost"})
+# CPU_ONLY_FRAMEWORKS (serving.providers): graphs without a CUDA kernel (TreeEnsemble). A CUDA session would run them
+# on the CPU anyway while reporting CUDA, so with default providers they get a CPU session.
 WARMUP_BATCHES: Final = (1, 8)
 
 Dim: TypeAlias = int | str | None  # a fixed size, a named dynamic axis, or an unnamed dynamic axis
@@ -228,6 +227,7 @@ class ModelRuntime:
             tuple((axis, d) for axis, d in enumerate(spec.shape) if isinstance(d, int)) for spec in self._inputs
         )
         self._threads = (intra_op_threads, inter_op_threads)
+        self.placement: Placement | None = None  # set by `load` when the provider policy decided
         for spec in self._inputs:
             if spec.dtype is None:
                 raise ModelLoadError(f"input {spec.name!r} has type {spec.onnx_type}, not a tensor", path=path)
@@ -252,6 +252,7 @@ class ModelRuntime:
         inter_op_threads: int = 1,
         warmup: bool = True,
         require_metadata: bool = True,
+        placement: Placement | None = None,
     ) -> ModelRuntime:
         """Open `path` (read by ONNX Runtime from disk, never through Python bytes), check its contract, warm it up.
 
@@ -265,6 +266,8 @@ class ModelRuntime:
             warmup: run batches of zeros once, so the first request does not pay for allocations and kernel setup.
             require_metadata: refuse a file without the `journey.*` contract (an ONNX file that skipped the export's
                 parity check); False serves any graph, e.g. in benchmarks.
+            placement: the provider policy's decision (serving.providers.place): its providers are asked for unless
+                `providers` is given, and `describe()` reports it.
 
         Raises:
             ModelLoadError: unreadable file, missing/contradicting metadata, non-tensor input, or failed warm-up.
@@ -275,6 +278,8 @@ class ModelRuntime:
         if not path.is_file():
             raise ModelLoadError("no model file here", path=path)
         started = time.perf_counter()
+        if providers is None and placement is not None:
+            providers = placement.providers
         requested = resolve_providers(providers)
         session = _open_session(path, requested, intra_op_threads, inter_op_threads)
         props = dict(session.get_modelmeta().custom_metadata_map)
@@ -296,6 +301,7 @@ class ModelRuntime:
                 "ONNX Runtime fell back from the preferred execution provider",
                 extra={"model_path": str(path), "requested_providers": requested, "provider": runtime.provider},
             )
+        runtime.placement = placement
         if warmup:
             try:
                 runtime.warmup()
@@ -382,6 +388,7 @@ class ModelRuntime:
             "provider": self.provider,
             "providers": list(self._providers),
             "requested_providers": list(self._requested),
+            "placement": self.placement.describe() if self.placement is not None else None,
             "framework": self._metadata.framework,
             "exporter": self._metadata.exporter,
             "parity_max_abs_diff": self._metadata.parity_max_abs_diff,

@@ -20,7 +20,8 @@ from journey.errors import JourneyError, ServiceUnavailableError
 from journey.settings import Settings
 from serving import metrics
 from serving.predict import PURCHASE_MODEL, ModelInfo, NextActionPredictor, PurchasePredictor
-from serving.runtime import CPU_ONLY_FRAMEWORKS, ModelRuntime, nvidia_device_present
+from serving.providers import CPU_ONLY_FRAMEWORKS, Placement, measured_crossover, place
+from serving.runtime import ModelRuntime, nvidia_device_present
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -36,9 +37,33 @@ REPORT_METRICS_FILE = "metrics.json"  # training.evaluate.METRICS_FILE, written 
 
 
 def gpu_expected(runtime: ModelRuntime) -> bool:
-    """Whether this model should run on a GPU here: the host exposes an NVIDIA device and the graph has CUDA kernels
+    """Whether this model should run on a GPU here: what the provider policy decided when it placed the model, else
+    (a runtime loaded without the policy) whether the host exposes an NVIDIA device and the graph has CUDA kernels
     (tree ensembles never do). With the provider in use it makes the "GPU expected but CPU in use" alert."""
+    if runtime.placement is not None:
+        return runtime.placement.gpu_expected
     return nvidia_device_present() and runtime.metadata.framework not in CPU_ONLY_FRAMEWORKS
+
+
+def serving_batch(name: str, settings: Settings) -> int:
+    """Rows per model call that serving sends `name`: adaptive batching merges purchase requests up to
+    `batch_max_size`; everything scored in-process counts as one row (serving.providers says why)."""
+    return settings.batch_max_size if name == PURCHASE_MODEL and settings.adaptive_batching else 1
+
+
+def placement_for(version: ModelVersion, settings: Settings) -> Placement:
+    """The provider policy's decision for one registered version on this host."""
+    crossover, problem = (None, "")
+    if settings.execution_provider == "auto":
+        crossover, problem = measured_crossover(settings.gpu_report_path, version.name)
+    return place(
+        settings.execution_provider,
+        framework=version.framework,
+        gpu_present=nvidia_device_present(),
+        batch=serving_batch(version.name, settings),
+        crossover=crossover,
+        crossover_problem=problem,
+    )
 
 
 def training_score_mean(version: ModelVersion) -> float | None:
@@ -71,6 +96,7 @@ def load_production(registry: Registry, name: str, settings: Settings) -> tuple[
         registry.artifact_path(version),
         intra_op_threads=settings.ort_intra_op_threads,
         inter_op_threads=settings.ort_inter_op_threads,
+        placement=placement_for(version, settings),
     )
     return version, runtime
 

@@ -45,7 +45,9 @@ def _version(
 
 
 def _runtime(framework: str) -> ModelRuntime:
-    fake = SimpleNamespace(metadata=SimpleNamespace(framework=framework), provider="CPUExecutionProvider")
+    fake = SimpleNamespace(
+        metadata=SimpleNamespace(framework=framework), provider="CPUExecutionProvider", placement=None
+    )
     fake.feature_order = ("a",)
     return cast(ModelRuntime, fake)
 

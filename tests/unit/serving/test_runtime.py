@@ -22,6 +22,7 @@ import xgboost
 from onnx import TensorProto, helper
 
 from serving import runtime as rt
+from serving.providers import place
 from serving.runtime import CPU, CUDA, InputError, ModelLoadError, ModelRuntime, resolve_providers
 from training import export
 from training.export import export_xgboost
@@ -513,3 +514,14 @@ def test_next_action_runtime_equals_the_torch_module(
     assert runtime.metadata.framework == "torch"
     assert runtime.feature_order == runtime.input_names  # torch exports record their input names as the order
     assert 0 in inputs["lengths"]  # unknown sessions are in the batch (and zeros warmed the model up)
+
+
+def test_a_runtime_loaded_with_a_placement_reports_it_in_readyz_and_the_gpu_expectation(tiny_path: Path) -> None:
+    placement = place("cuda", framework="pytorch", gpu_present=False, batch=1, crossover=None)
+
+    runtime = ModelRuntime.load(tiny_path, placement=placement, require_metadata=False)
+
+    assert runtime.provider == CPU  # clean CPU fallback: CUDA was never asked for on a host without a GPU
+    assert runtime.describe()["placement"] == placement.describe()
+    assert runtime.placement is placement  # serving.state.gpu_expected reads its decision
+    assert runtime.run(_tiny_feeds(2))
