@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from benchmarks.cases import CASES
-from benchmarks.harness import run_cases
+from benchmarks.harness import failed, run_cases
 from journey.settings import get_settings
 
 
@@ -16,9 +17,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     selected = [c for c in CASES if not args.case or c.name in args.case]
-    run_cases(selected, settings.reports_dir, quick=args.quick)
-    print(f"report written to {settings.reports_dir / 'bench.md'} and {settings.reports_dir / 'bench.json'}")
+    results = run_cases(selected, settings.reports_dir, quick=args.quick)
     print((settings.reports_dir / "bench.md").read_text(encoding="utf-8"))
+    print(f"report written to {settings.reports_dir / 'bench.md'} and {settings.reports_dir / 'bench.json'}")
+    if broken := failed(results):
+        print(f"benchmark cases failed: {', '.join(broken)} (see their rows and the log)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
