@@ -10,11 +10,15 @@
   lookup, so it is answered here from a handler the worker publishes (serving.journey_map does the work), with the
   same error shape: `{"error", "field"}` and the status of the raised Journey error (404 unknown user, 422 bad id,
   503 store or chain unavailable).
+- `/admin/...` (serving.admin: deploy, route set/shadow/clear, rollback, route show, reload): only with
+  `Authorization: Bearer <JOURNEY_ADMIN_TOKEN>`, compared in constant time; 401 otherwise (and while the worker has
+  no token), before the body is read. Same error shape; JSON bodies up to the body limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -31,7 +35,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 StatusFn = Callable[[], dict[str, Any]]
 JourneyFn = Callable[[str, str | None], dict[str, Any]]  # (raw user id, raw session id) -> body; raises on errors
+AdminFn = Callable[[str, str, dict[str, str], dict[str, Any]], tuple[int, dict[str, Any]]]
 JOURNEY_PREFIX = "/journey/"
+ADMIN_PREFIX = "/admin/"
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ _status: list[StatusFn] = []
 
 
 _journey: list[JourneyFn] = []
+_admin: list[tuple[AdminFn, bytes]] = []  # (handler, the admin token as bytes)
 
 
 def publish_status(status: StatusFn) -> None:
@@ -48,6 +55,71 @@ def publish_status(status: StatusFn) -> None:
 
 def publish_journey(handler: JourneyFn) -> None:
     _journey[:] = [handler]
+
+
+def publish_admin(handler: AdminFn, token: str | None) -> None:
+    """The worker's admin handler and the bearer token it requires (None or empty: every admin request is 401)."""
+    _admin[:] = [(handler, (token or "").encode())]
+
+
+def _authorized(scope: Scope, token: bytes) -> str | None:
+    """None when the request carries the admin bearer token, else why not (for the 401 body)."""
+    header = dict(scope.get("headers") or []).get(b"authorization", b"")
+    scheme, _, credentials = header.partition(b" ")
+    if not header or scheme.lower() != b"bearer":
+        return "admin endpoints need `Authorization: Bearer <JOURNEY_ADMIN_TOKEN>`"
+    # compare_digest: the time taken does not tell how much of a guessed token was right
+    if not token or not hmac.compare_digest(credentials.strip(), token):
+        return "invalid admin token"
+    return None
+
+
+async def _admin_answer(scope: Scope, receive: Receive, send: Send, max_body_bytes: int) -> None:
+    """`/admin/...`: authenticate, read the JSON body (bounded), run the published handler in a thread (it writes to
+    the registry and may load models)."""
+    handler, token = _admin[0] if _admin else (None, b"")
+    if (reason := _authorized(scope, token)) is not None:
+        await _json(send, 401, {"error": reason, "field": "authorization"}, [(b"www-authenticate", b"Bearer")])
+        return
+    if handler is None:
+        await _json(send, 503, {"error": "admin operations are not loaded in this worker"})
+        return
+    chunks: list[bytes] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = bool(message.get("more_body", False))
+        if size > max_body_bytes:
+            await _json(send, 413, {"error": f"request body over {max_body_bytes} bytes", "field": "body"})
+            return
+    try:
+        body = json.loads(b"".join(chunks) or b"{}")
+    except ValueError as exc:
+        await _json(send, 422, {"error": f"the body is not JSON: {exc}", "field": "body"})
+        return
+    if not isinstance(body, dict):
+        await _json(send, 422, {"error": "the body must be a JSON object", "field": "body"})
+        return
+    query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+    try:
+        status, answer = await asyncio.to_thread(handler, scope["method"], scope["path"], query, body)
+    except Exception as exc:  # every error is an answer: Journey's errors carry their status, the rest are 500s
+        if not hasattr(exc, "http_status"):
+            log.exception("admin request failed", extra={"path": scope["path"][:128]})
+        status, answer = _error_answer(exc)
+    await _json(send, status, answer)
+
+
+def _error_answer(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """A Journey error's status and `{"error", "field"?}`; anything else is a 500 that points at the log."""
+    if hasattr(exc, "http_status"):
+        field = getattr(exc, "field", None)
+        return int(exc.http_status), {"error": str(exc)} | ({"field": field} if field else {})
+    return 500, {"error": f"internal error ({type(exc).__name__}): see the server log"}
 
 
 async def _journey_answer(scope: Scope, send: Send) -> None:
@@ -61,20 +133,19 @@ async def _journey_answer(scope: Scope, send: Send) -> None:
             raise _Unavailable("the journey map is not loaded in this worker")
         body = await asyncio.to_thread(_journey[0], raw_user, session)
     except Exception as exc:  # every error is an answer: Journey's errors carry their status, the rest are 500s
-        status = getattr(exc, "http_status", 500)
-        if hasattr(exc, "http_status"):
-            field = getattr(exc, "field", None)
-            body = {"error": str(exc)} | ({"field": field} if field else {})
-        else:
+        if not hasattr(exc, "http_status"):
             log.exception("GET /journey failed", extra={"user_id": raw_user[:64]})
-            body = {"error": f"internal error ({type(exc).__name__}): see the server log"}
+        status, body = _error_answer(exc)
     metrics.observe_request("journey", metrics.NO_VARIANT, status, time.perf_counter() - started)
     await _json(send, status, body)
 
 
-async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _json(
+    send: Send, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = json.dumps(body, default=str).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers += extra_headers or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
@@ -96,6 +167,9 @@ class JourneyHTTP:
             return
         if path.startswith(JOURNEY_PREFIX) and scope["method"] == "GET":
             await _journey_answer(scope, send)
+            return
+        if path.startswith(ADMIN_PREFIX):
+            await _admin_answer(scope, receive, send, self.max_body_bytes)
             return
         if path not in self.api_paths:
             await self.app(scope, receive, send)

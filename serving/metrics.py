@@ -8,7 +8,7 @@
     journey_feature_age_seconds         gauge      view                           record_feature_ages
     journey_feature_defaults_total      counter    service, reason                count_feature_defaults
     journey_prediction_score            histogram  model, version                 record_scores
-    journey_ab_assignments_total        counter    endpoint, variant              count_assignment
+    journey_ab_assignments_total        counter    endpoint, experiment, variant  count_assignment
     journey_ab_route_weight             gauge      endpoint, variant              set_route_weights
     journey_ab_conversions_total        counter    endpoint, variant              count_conversions
     journey_online_store_degraded       gauge      -                              set_online_store_degraded
@@ -128,8 +128,8 @@ PREDICTION_SCORE: Final = Histogram(
 )
 AB_ASSIGNMENTS: Final = Counter(
     "journey_ab_assignments_total",
-    "Requests routed to each A/B variant per endpoint.",
-    ("endpoint", "variant"),
+    "Requests routed to each A/B variant per endpoint and experiment (empty: a route without an experiment name).",
+    ("endpoint", "experiment", "variant"),
 )
 AB_ROUTE_WEIGHT: Final = Gauge(
     "journey_ab_route_weight",
@@ -297,8 +297,8 @@ def record_scores(model: str, version: str, scores: np.ndarray | Sequence[float]
     _observe_many(PREDICTION_SCORE.labels(model, version), flat[np.isfinite(flat)])
 
 
-def count_assignment(endpoint: str, variant: str) -> None:
-    AB_ASSIGNMENTS.labels(endpoint, variant).inc()
+def count_assignment(endpoint: str, variant: str, experiment: str | None = None) -> None:
+    AB_ASSIGNMENTS.labels(endpoint, experiment or "", variant).inc()
 
 
 def set_route_weights(endpoint: str, weights: Mapping[str, float]) -> None:
@@ -355,19 +355,21 @@ def time_event_push() -> Iterator[None]:
         EVENT_PUSH.observe(time.perf_counter() - started)
 
 
-def prime_series(*, services: Iterable[str] = (), routes: Iterable[tuple[str, str]] = ()) -> None:
+def prime_series(
+    *, services: Iterable[str] = (), routes: Iterable[tuple[str, str]] = (), experiment: str | None = None
+) -> None:
     """Create the zero-valued series that alerts and dashboards expect before the first event happens.
 
     A counter series that does not exist yet makes `rate()`/`increase()` return nothing rather than 0, so an alert on
     "defaults served" or a dashboard of A/B assignments would be blind until the first occurrence. `routes` are
-    (endpoint, variant) pairs from the route configuration. Feature-age gauges are not primed: 0 would claim fresh
-    features.
+    (endpoint, variant) pairs from the route configuration, of `experiment` when it has one. Feature-age gauges are
+    not primed: 0 would claim fresh features.
     """
     for service in services:
         for reason in DEFAULT_REASONS:
             FEATURE_DEFAULTS.labels(service, reason)
     for endpoint, variant in routes:
-        AB_ASSIGNMENTS.labels(endpoint, variant)
+        AB_ASSIGNMENTS.labels(endpoint, experiment or "", variant)
         AB_CONVERSIONS.labels(endpoint, variant)
     for status in EVENT_STATUSES:
         EVENTS.labels(status)

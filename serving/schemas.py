@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from journey.settings import get_settings
 
@@ -55,11 +55,20 @@ class Served(BaseModel):
 
     model: str
     version: int
-    variant: str = Field(description="A/B variant that answered (the production version: `production`).")
+    variant: str = Field(
+        description="A/B variant that answered: a variant of the endpoint's route, or `production` without one."
+    )
     degraded: bool = Field(description="True when features could not be read and the model ran on missing inputs.")
     feature_age_seconds: dict[str, float | None] = Field(
         description="Per feature view: age of the oldest row served (None: no row for this entity)."
     )
+
+    @computed_field(  # type: ignore[prop-decorator]  # pydantic's documented form: computed_field over a property
+        description="The model version that answered: `version`, under the name the prediction log and A/B reports use."
+    )
+    @property
+    def model_version(self) -> int:
+        return self.version
 
 
 class PurchaseResponse(Served):

@@ -10,6 +10,11 @@ dispatcher cost more than batching saves (`make bench`, case serving), and a cal
 in-process scoring rather than an error.
 Next action answers one session per call and always runs in-process.
 
+Routing (serving.lifecycle): each request is assigned a variant of its endpoint's route (sticky by user), answered
+by that variant's model version, logged to the prediction log off the request path, and shadowed when the route has
+a shadow; routes and promotions reload without a restart. Only the version the batching scorer loaded goes through
+it; any other variant scores in-process. `/admin/...` (serving.admin, behind the admin token) changes routes.
+
 Nothing heavy is imported at module level: BentoML imports this module in the supervisor as well as in each worker,
 and the supervisor only needs the endpoint declarations. The model and feature code (pandas, ONNX Runtime, Feast,
 aiohttp) is imported by the workers, inside the methods: ~0.8 s less before the first worker even starts.
@@ -29,7 +34,7 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavail
 from journey.errors import JourneyError
 from journey.settings import get_settings
 from serving import metrics
-from serving.http import JourneyHTTP, publish_journey, publish_status
+from serving.http import JourneyHTTP, publish_admin, publish_journey, publish_status
 from serving.schemas import (
     EventsRequest,
     EventsResponse,
@@ -101,25 +106,43 @@ class Journey:
         scorer = bentoml.depends(PropensityScorer)
 
     def __init__(self) -> None:
+        from journey.prediction_log import open_prediction_log
+        from journey.registry import Registry
+        from serving.admin import Admin
+        from serving.lifecycle import Lifecycle
         from serving.state import ServingState
 
         self.state = ServingState.load(settings)
-        publish_status(self.state.status)
+        # the version the batching scorer loaded (production at start): only that variant's calls may go through it
+        self.scorer_version = self.state.versions.get(PURCHASE_MODEL)
+        self.lifecycle = Lifecycle.start(
+            settings, self.state.reader, state=self.state, prediction_log=open_prediction_log(settings)
+        )
+        publish_status(lambda: self.state.status() | {"lifecycle": self.lifecycle.status()})
         publish_journey(self.state.journey_answer)  # GET /journey/{user_id}, answered by the middleware
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
+        publish_admin(Admin(self.lifecycle, lambda: Registry(settings)).handle, admin_token)
         metrics.prime_series(services=("purchase_propensity_v1", "next_action_v1"))
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        """Stop the route poller and write the prediction log's last records."""
+        self.lifecycle.close()
 
     def __is_ready__(self) -> bool:
         return self.state.ready
 
-    def _require(self, predictor: Any, name: str) -> Any:
-        if predictor is None:
-            raise Unavailable(f"{name} is not loaded: {'; '.join(self.state.problems) or 'unknown'}")
-        return predictor
+    def _route(self, endpoint: str, user_id: int) -> Any:
+        """The lifecycle's `Routed` for this request (503 when the endpoint has no model loaded)."""
+        try:
+            return self.lifecycle.route(endpoint, user_id)
+        except JourneyError as exc:
+            raise Unavailable(str(exc)) from exc
 
-    async def _score(self, features: np.ndarray) -> np.ndarray:
+    async def _score(self, routed: Any, features: np.ndarray) -> np.ndarray:
         from serving.predict import score_propensity
 
-        if settings.adaptive_batching:
+        if settings.adaptive_batching and routed.arm.version == self.scorer_version:
             import aiohttp  # the scorer client's transport
 
             try:
@@ -130,20 +153,25 @@ class Journey:
                 # process broke (restart, overload): the same model is loaded here, so answer in-process rather
                 # than pass an error to the shop
                 log.warning("batched scorer unavailable, scoring in-process", extra={"error": str(exc)})
-        return score_propensity(self.state.runtimes[PURCHASE_MODEL], str(self.state.versions[PURCHASE_MODEL]), features)
+        return score_propensity(routed.arm.loaded.runtime, str(routed.arm.version), features)
 
     @bentoml.api(input_spec=PurchaseRequest, output_spec=PurchaseResponse)
     async def predict_purchase(self, **params: Any) -> PurchaseResponse:
         """P(purchase later in this session) for each candidate item of a user (and session)."""
         from serving.runtime import InputError
 
-        predictor = self._require(self.state.purchase, "purchase_propensity")
-        with metrics.time_request("predict_purchase", predictor.model.variant):
+        request = PurchaseRequest.model_construct(**params)
+        routed = self._route("predict_purchase", request.user_id)
+        predictor = routed.arm.predictor
+        with metrics.time_request("predict_purchase", routed.variant):
             try:
-                prepared = await anyio.to_thread.run_sync(predictor.prepare, PurchaseRequest.model_construct(**params))
-                response: PurchaseResponse = predictor.respond(prepared, await self._score(prepared.feeds["features"]))
+                prepared = await anyio.to_thread.run_sync(predictor.prepare, request)
+                response: PurchaseResponse = predictor.respond(
+                    prepared, await self._score(routed, prepared.feeds["features"])
+                )
             except (JourneyError, InputError) as exc:
                 raise _unprocessable(exc) from exc
+        self.lifecycle.served(routed, request, prepared, response)  # log + shadow, off the request's path
         return response
 
     @bentoml.api(input_spec=NextActionRequest, output_spec=NextActionResponse)
@@ -151,17 +179,18 @@ class Journey:
         """Probability of each next event type and of leaving (exit), for a user's current session."""
         from serving.runtime import InputError
 
-        predictor = self._require(self.state.next_action, "next_action")
-        runtime = self.state.runtimes["next_action"]
-        version = str(self.state.versions["next_action"])
-        with metrics.time_request("predict_next_action", predictor.model.variant):
+        request = NextActionRequest.model_construct(**params)
+        routed = self._route("predict_next_action", request.user_id)
+        predictor, runtime = routed.arm.predictor, routed.arm.loaded.runtime
+        with metrics.time_request("predict_next_action", routed.variant):
             try:
-                prepared = predictor.prepare(NextActionRequest.model_construct(**params))
-                with metrics.time_inference("next_action", version, runtime.provider):
+                prepared = predictor.prepare(request)
+                with metrics.time_inference("next_action", str(routed.arm.version), runtime.provider):
                     outputs = runtime.run(prepared.feeds)
                 response: NextActionResponse = predictor.respond(prepared, outputs[predictor.OUTPUT])
             except (JourneyError, InputError) as exc:
                 raise _unprocessable(exc) from exc
+        self.lifecycle.served(routed, request, prepared, response)
         return response
 
     @bentoml.api(input_spec=EventsRequest, output_spec=EventsResponse)
@@ -179,6 +208,7 @@ class Journey:
                 if exc.http_status >= 500:
                     raise Unavailable(str(exc)) from exc
                 raise _unprocessable(exc) from exc
+        self.lifecycle.count_conversions(params["events"], response)  # purchases credited to A/B variants
         return response
 
 

@@ -89,16 +89,34 @@ def training_score_mean(version: ModelVersion) -> float | None:
     return float(rate) if isinstance(rate, int | float) else None
 
 
-def load_production(registry: Registry, name: str, settings: Settings) -> tuple[ModelVersion, ModelRuntime]:
-    """The production version of `name` and its ONNX Runtime session (the stored file's hash re-checked first)."""
-    version = registry.get(name, "production")
-    runtime = ModelRuntime.load(
+def load_runtime(registry: Registry, version: ModelVersion, settings: Settings) -> ModelRuntime:
+    """A registered version's ONNX Runtime session, warmed (the stored file's hash re-checked first), on the
+    provider the policy places it on."""
+    return ModelRuntime.load(
         registry.artifact_path(version),
         intra_op_threads=settings.ort_intra_op_threads,
         inter_op_threads=settings.ort_inter_op_threads,
         placement=placement_for(version, settings),
     )
-    return version, runtime
+
+
+def load_production(registry: Registry, name: str, settings: Settings) -> tuple[ModelVersion, ModelRuntime]:
+    """The production version of `name` and its ONNX Runtime session."""
+    version = registry.get(name, "production")
+    return version, load_runtime(registry, version, settings)
+
+
+def model_info(version: ModelVersion, runtime: ModelRuntime, variant: str = "production") -> ModelInfo:
+    """What a predictor needs of a registered version (serving.lifecycle builds one per routed variant)."""
+    params = version.params
+    return ModelInfo(
+        name=version.name,
+        version=version.version,
+        feature_service=version.feature_service,
+        feature_order=tuple(params.get("feature_order") or runtime.feature_order),
+        classes=tuple(params.get("classes") or ()),
+        variant=variant,
+    )
 
 
 @dataclass
@@ -186,13 +204,7 @@ class ServingState:
 
     def _serve(self, version: ModelVersion, runtime: ModelRuntime) -> Served:
         params = dict(version.params)
-        info = ModelInfo(
-            name=version.name,
-            version=version.version,
-            feature_service=version.feature_service,
-            feature_order=tuple(params.get("feature_order") or runtime.feature_order),
-            classes=tuple(params.get("classes") or ()),
-        )
+        info = model_info(version, runtime)
         self.runtimes[version.name] = runtime
         self.versions[version.name] = version.version
         metrics.set_execution_provider(version.name, str(version.version), runtime.provider)
@@ -201,7 +213,7 @@ class ServingState:
             metrics.set_training_score_mean(version.name, str(version.version), reference)
         return Served(info, runtime, params)
 
-    def _reader(self, service: str) -> Any:
+    def reader(self, service: str) -> Any:
         from serving.features import OnlineFeatureReader
 
         if self.store is None:
@@ -214,11 +226,11 @@ class ServingState:
         try:
             if PURCHASE_MODEL in models:
                 served = models[PURCHASE_MODEL]
-                self.purchase = PurchasePredictor(served.info, self._reader(served.info.feature_service))
+                self.purchase = PurchasePredictor(served.info, self.reader(served.info.feature_service))
             if NEXT_ACTION_MODEL in models:
                 served = models[NEXT_ACTION_MODEL]
                 spec = NextActionInputSpec.from_dict(served.params["input_spec"])
-                self.next_action = NextActionPredictor(served.info, self._reader(served.info.feature_service), spec)
+                self.next_action = NextActionPredictor(served.info, self.reader(served.info.feature_service), spec)
         except JourneyError as exc:
             self.problems.append(f"feature service: {exc}")
 
@@ -231,7 +243,7 @@ class ServingState:
             self.journey_problem = "feature store not loaded"
             return
         try:
-            self.journey = JourneyMap.load(self.settings.journey_chain_path, self._reader)
+            self.journey = JourneyMap.load(self.settings.journey_chain_path, self.reader)
         except JourneyError as exc:
             self.journey_problem = str(exc)
             log.warning("journey map not loaded", extra={"reason": self.journey_problem})

@@ -23,7 +23,6 @@ from typing import Any, Final, Literal
 DASHBOARD_DIR: Final = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE: Final = {"type": "prometheus", "uid": "${datasource}"}
 RATE: Final = "$__rate_interval"  # Grafana's window for rate(): at least 4 scrape intervals
-AB_PENDING: Final = "issue 8"  # A/B routing: journey_ab_* get data once the router assigns variants
 GRID_WIDTH: Final = 24
 
 PanelKind = Literal["timeseries", "stat", "heatmap", "table"]
@@ -336,7 +335,6 @@ MODELS_DASHBOARD = Dashboard(
                     ),
                     "Requests the A/B router sent to each variant.",
                     unit="reqps",
-                    pending=AB_PENDING,
                 ),
                 Panel(
                     "Assignment share against the route's weight",
@@ -350,13 +348,11 @@ MODELS_DASHBOARD = Dashboard(
                     ),
                     "Last hour's share of assignments and the configured share.",
                     unit="percentunit",
-                    pending=AB_PENDING,
                 ),
                 Panel(
                     "Sample ratio mismatch (chi-square, 1 h)",
                     (q("journey:ab_srm_chi2:1h", "{{endpoint}}"),),
                     "JourneyABSampleRatioMismatch fires above 10.83 per extra variant (p < 0.001).",
-                    pending=AB_PENDING,
                 ),
                 Panel(
                     "Conversions per second",
@@ -367,7 +363,6 @@ MODELS_DASHBOARD = Dashboard(
                         ),
                     ),
                     "Purchases attributed to the variant that answered the buyer's earlier prediction.",
-                    pending=AB_PENDING,
                 ),
                 Panel(
                     "Conversions per assignment (1 h)",
@@ -380,7 +375,6 @@ MODELS_DASHBOARD = Dashboard(
                     ),
                     "A live view only: the A/B report gives intervals and p-values.",
                     unit="percentunit",
-                    pending=AB_PENDING,
                     width=24,
                 ),
             ),

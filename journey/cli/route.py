@@ -11,6 +11,7 @@
     journey ab report --experiment NAME             report.md / report.png / report.json under reports/ab/NAME/
 
 Every change is validated and audited by the registry (`journey.registry`); bad input exits 2 naming the value.
+The commands parse and apply through `journey.routes_admin`, as the admin HTTP endpoints of the service do.
 Like `journey models`, the registry in use is named on stderr, so stdout stays data (`route show --json | jq`).
 """
 
@@ -27,6 +28,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from journey import routes_admin
 from journey.cli.common import cli_errors, console, err_console, start
 from journey.cli.models import os_user
 from journey.errors import InvalidInputError
@@ -34,7 +36,7 @@ from journey.errors import InvalidInputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from journey.registry import Registry, Route, RouteVariant, VersionRef
+    from journey.registry import Registry, Route
     from journey.settings import Settings
     from training.ab_report import WeightPeriod
 
@@ -80,28 +82,28 @@ def deploy(
 
     Only the users needed move: raising a variant from 10 to 20 moves 10% of users, all into it.
     """
-    model, version = parse_model_version(model_version)
-    endpoint = endpoint or _endpoint_of(model)
     with _registry() as registry:
-        route = registry.deploy(
-            endpoint,
-            version,
+        route = routes_admin.deploy(
+            registry,
+            model_version,
             weight,
-            model=model,
+            endpoint=endpoint,
             variant=variant,
             experiment=experiment,
             salt=salt,
             actor=actor or os_user(),
         )
         _print_route(registry, route)
-    console.print(f"{endpoint}: revision {route.revision}; `journey rollback --endpoint {endpoint}` undoes it")
+    console.print(
+        f"{route.endpoint}: revision {route.revision}; `journey rollback --endpoint {route.endpoint}` undoes it"
+    )
 
 
 @cli_errors
 def rollback(endpoint: EndpointOpt, actor: ActorOpt = None) -> None:
     """Restore the route the newest change replaced (run again to go further back; the end is the default route)."""
     with _registry() as registry:
-        route = registry.rollback_route(endpoint, actor=actor or os_user())
+        route = routes_admin.rollback(registry, endpoint, actor=actor or os_user())
         _print_route(registry, route)
     console.print(f"{endpoint}: rolled back (revision {route.revision})")
 
@@ -117,7 +119,7 @@ def show(
 ) -> None:
     """The route of each endpoint (or one): variants, versions and their stages, weights, shares, shadow."""
     with _registry() as registry:
-        routes = [registry.route(endpoint)] if endpoint else list(registry.route_snapshot().routes.values())
+        routes = routes_admin.show(registry, endpoint)
         if as_json:
             document = [route.as_dict() for route in routes]
             console.print(json.dumps(document, indent=2), highlight=False, soft_wrap=True, markup=False)
@@ -146,19 +148,15 @@ def set_(
     actor: ActorOpt = None,
 ) -> None:
     """Replace an endpoint's route with these variants (weights are relative: 90 and 10 split 90%/10%)."""
-    from journey.registry import ENDPOINT_MODELS
-
-    model = ENDPOINT_MODELS.get(endpoint, "")
-    parsed = [parse_variant(text, model) for text in variants]
-    shadow_version = _plain_version(shadow, model, "shadow") if shadow is not None else None
     with _registry() as registry:
-        route = registry.set_route(
+        route = routes_admin.set_route(
+            registry,
             endpoint,
-            parsed,
+            variants,
             actor=actor or os_user(),
+            shadow=shadow,
             experiment=experiment,
             salt=salt,
-            shadow_version=shadow_version,
         )
         _print_route(registry, route)
     console.print(f"{endpoint}: revision {route.revision}")
@@ -178,14 +176,10 @@ def shadow_(
     """Score a version beside the live variants on every request (logged for the A/B report, never returned)."""
     if (model_version is None) == (not off):
         raise InvalidInputError("give either a [MODEL:]VERSION or --off", field="model_version", value=model_version)
-    from journey.registry import ENDPOINT_MODELS
-
-    model: str | None = None
-    version: VersionRef | None = None
-    if model_version is not None:
-        model, version = parse_model_version(model_version, default_model=ENDPOINT_MODELS.get(endpoint))
     with _registry() as registry:
-        route = registry.set_shadow(endpoint, version, model=model, actor=actor or os_user(), experiment=experiment)
+        route = routes_admin.set_shadow(
+            registry, endpoint, model_version, actor=actor or os_user(), experiment=experiment
+        )
         _print_route(registry, route)
 
 
@@ -194,7 +188,7 @@ def shadow_(
 def clear(endpoint: EndpointOpt, actor: ActorOpt = None) -> None:
     """Remove an endpoint's route: its production version answers everything (variant `production`)."""
     with _registry() as registry:
-        route = registry.clear_route(endpoint, actor=actor or os_user())
+        route = routes_admin.clear(registry, endpoint, actor=actor or os_user())
         _print_route(registry, route)
 
 
@@ -251,7 +245,7 @@ def report(
     settings = start()
     expected: dict[str, float] | list[WeightPeriod] | None = None
     if weights:
-        expected = dict(parse_weight(text) for text in weights)
+        expected = dict(routes_admin.parse_weight(text) for text in weights)
     else:
         with Registry(settings) as registry:
             expected = list(weights_from_history(registry.route_history(oldest_first=True), experiment)) or None
@@ -284,75 +278,7 @@ def report(
         console.print(f"{kind}: {path}", highlight=False, soft_wrap=True)
 
 
-# -------------------------------------------------------------------------------------------------- parsing
-
-
-def parse_model_version(text: str, default_model: str | None = None) -> tuple[str, VersionRef]:
-    """'purchase_propensity:3' -> ('purchase_propensity', 3); '3' -> (default_model, 3) when one is given."""
-    from journey.registry import parse_version_ref
-
-    model, sep, version = text.rpartition(":")
-    if not sep:
-        model, version = default_model or "", text
-    if not model or not version:
-        raise InvalidInputError(
-            f"expected MODEL:VERSION (e.g. purchase_propensity:3), got {text!r}", field="model_version", value=text
-        )
-    return model, parse_version_ref(version)
-
-
-def parse_variant(text: str, model: str) -> RouteVariant:
-    """'control=3:90' or 'control=purchase_propensity:3:90' -> RouteVariant (the registry validates the rest)."""
-    from journey.registry import RouteVariant
-
-    name, sep, spec = text.partition("=")
-    parts = spec.split(":")
-    if not sep or not name or len(parts) not in (2, 3):
-        raise InvalidInputError(
-            f"expected NAME=[MODEL:]VERSION:WEIGHT (e.g. control=3:90), got {text!r}", field="variant", value=text
-        )
-    variant_model = parts[0] if len(parts) == 3 else model
-    version, weight = parts[-2], parts[-1]
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInputError(
-            f"variant {name!r}: version must be a number >= 1, got {version!r}", field="version", value=version
-        )
-    return RouteVariant(name, variant_model, int(version), _number(weight, "weight"))
-
-
-def parse_weight(text: str) -> tuple[str, float]:
-    name, sep, weight = text.partition("=")
-    if not sep or not name:
-        raise InvalidInputError(f"expected NAME=WEIGHT (e.g. control=90), got {text!r}", field="weight", value=text)
-    return name, _number(weight, "weight")
-
-
-def _number(text: str, field: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidInputError(f"{field} must be a number, got {text!r}", field=field, value=text) from None
-
-
-def _plain_version(text: str, model: str, field: str) -> int:
-    parsed_model, version = parse_model_version(text, default_model=model)
-    if not isinstance(version, int):
-        raise InvalidInputError(f"{field} must be a version number, got {text!r}", field=field, value=text)
-    if parsed_model != model:
-        raise InvalidInputError(
-            f"{field}: the endpoint serves {model}, not {parsed_model!r}", field="model", value=parsed_model
-        )
-    return version
-
-
-def _endpoint_of(model: str) -> str:
-    from journey.registry import ENDPOINT_MODELS
-
-    endpoints = [endpoint for endpoint, served in ENDPOINT_MODELS.items() if served == model]
-    if len(endpoints) != 1:
-        known = ", ".join(f"{m} ({e})" for e, m in ENDPOINT_MODELS.items())
-        raise InvalidInputError(f"no routed endpoint serves {model!r}; models: {known}", field="model", value=model)
-    return endpoints[0]
+# -------------------------------------------------------------------------------------------------- helpers
 
 
 def _events(settings: Settings, dataset: str | None) -> pa.Table:

@@ -2,14 +2,15 @@
 models) under a short bounded load on loopback; then every Grafana panel query and every recording rule is evaluated
 through Prometheus' HTTP API and must return data.
 
-Panels and rules on the A/B metrics (journey_ab_*) cannot have data before the A/B router (issue 8) assigns
-variants: exactly those are strict xfails, so they must be un-marked once they have data.
+The load is routed: /predict_purchase is split between two variants (the production version and a copy of it) for
+the A/B panels and rules, and some /events carry purchases by users who got predictions, so conversions are counted.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infra.grafana.build_dashboards import AB_PENDING, DASHBOARDS, RATE, Panel
+from infra.grafana.build_dashboards import DASHBOARDS, RATE, Panel
+from tests.factories.served import register_copy
 from tests.integration.infra.conftest import Prometheus, run_prometheus
 from tests.integration.serving.conftest import SESSION_SETUP_TIMEOUT_S, Server, Shop, serve
 from tests.unit.infra.files import RULE_FILES
@@ -30,6 +32,8 @@ RATE_WINDOW = "5m"  # what $__rate_interval stands for here: covers the whole lo
 REQUESTS_PER_ENDPOINT = 240
 BAD_EVERY = 8  # one request in 8 is malformed (422) or carries a bad event
 UNKNOWN_USER = 987_654_321
+PURCHASE_EVERY = 8  # at i % 8 == 2, the /events batch is a purchase by a user of the load's predictions
+EXPERIMENT = "live-prometheus"
 
 
 @dataclass(frozen=True)
@@ -59,15 +63,16 @@ def _next_action(shop: Shop, i: int) -> dict[str, Any]:
     return {"user_id": session.user_id, "session_id": session.session_id}
 
 
-def _events(i: int) -> dict[str, Any]:
+def _events(shop: Shop, i: int) -> dict[str, Any]:
     """Fresh sessions' views (never the shop's sessions, which other checks read); a bad event now and then, alone
-    (the batch is refused: 422) or beside a good one (stored, the bad one reported: 200)."""
+    (the batch is refused: 422) or beside a good one (stored, the bad one reported: 200); now and then a purchase by
+    a user the load asked predictions for (an A/B conversion)."""
     stamp = (datetime.now(UTC) - timedelta(minutes=2)).isoformat()
 
-    def event(event_type: str) -> dict[str, Any]:
+    def event(event_type: str, user_id: int = 1) -> dict[str, Any]:
         return {
             "event_id": f"obs-{uuid.uuid4().hex}",
-            "user_id": 1,
+            "user_id": user_id,
             "session_id": f"obs-{i}",
             "item_id": 42,
             "event_type": event_type,
@@ -79,6 +84,8 @@ def _events(i: int) -> dict[str, Any]:
         return {"events": [event("teleport")]}
     if i % BAD_EVERY == BAD_EVERY // 2:
         return {"events": [event("view"), event("teleport")]}
+    if i % PURCHASE_EVERY == 2:
+        return {"events": [event("purchase", shop.sessions[i % len(shop.sessions)].user_id)]}
     return {"events": [event("view")]}
 
 
@@ -89,7 +96,7 @@ def drive_load(server: Server, shop: Shop) -> int:
         for path, body in (
             ("/predict_purchase", _purchase(shop, i)),
             ("/predict_next_action", _next_action(shop, i)),
-            ("/events", _events(i)),
+            ("/events", _events(shop, i)),
         ):
             response = server.post(path, body)
             assert response.status_code in (200, 422), f"{path}: {response.status_code} {response.text[:500]}"
@@ -97,10 +104,35 @@ def drive_load(server: Server, shop: Shop) -> int:
     return sent
 
 
+@contextmanager
+def ab_route(shop: Shop) -> Iterator[None]:
+    """predict_purchase split 50/50 between the production version and a copy of it, for the server's lifetime (the
+    session's registry is shared: the route is cleared afterwards)."""
+    from journey.registry import Registry, RouteVariant
+
+    candidate = register_copy(shop.settings, "purchase_propensity", actor="live-prometheus")
+    with Registry(shop.settings) as registry:
+        production = registry.get("purchase_propensity", "production").version
+        registry.set_route(
+            "predict_purchase",
+            [
+                RouteVariant("control", "purchase_propensity", production, 50),
+                RouteVariant("candidate", "purchase_propensity", candidate.version, 50),
+            ],
+            actor="live-prometheus",
+            experiment=EXPERIMENT,
+        )
+    try:
+        yield
+    finally:
+        with Registry(shop.settings) as registry:
+            registry.clear_route("predict_purchase", actor="live-prometheus")
+
+
 @pytest.fixture(scope="module")
 def observed(shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     tmp = tmp_path_factory.mktemp("observability")
-    with serve(shop.env, tmp / "serve") as server:
+    with ab_route(shop), serve(shop.env, tmp / "serve") as server:
         target = urlsplit(server.url).netloc
         with run_prometheus(target, tmp / "prometheus") as prometheus:
             prometheus.wait_for('up{job="journey"}', lambda r: bool(r) and r[0]["value"][1] == "1")
@@ -125,12 +157,8 @@ def _panel_params() -> list[Any]:
 
 
 def _record_params() -> list[Any]:
-    params = []
-    for record in sorted({rule["record"] for rule in RULES if "record" in rule}):
-        pending = record.startswith("journey:ab_")
-        marks = [pytest.mark.xfail(strict=True, reason=AB_PENDING)] if pending else []
-        params.append(pytest.param(record, id=record, marks=marks))
-    return params
+    records = sorted({rule["record"] for rule in RULES if "record" in rule})
+    return [pytest.param(record, id=record) for record in records]
 
 
 @pytest.mark.parametrize("panel", _panel_params())

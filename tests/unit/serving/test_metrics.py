@@ -72,7 +72,7 @@ def test_every_design_metric_is_exposed_with_its_labels() -> None:
         "journey_feature_age_seconds": {"view": "expose_view"},
         "journey_feature_defaults_total": {"service": "expose_service", "reason": "missing_entity"},
         "journey_prediction_score_count": {"model": "expose_model", "version": "3"},
-        "journey_ab_assignments_total": {"endpoint": "expose_ep", "variant": "a"},
+        "journey_ab_assignments_total": {"endpoint": "expose_ep", "experiment": "", "variant": "a"},
         "journey_online_store_degraded": {},
         "journey_execution_provider": {"model": "expose_model", "version": "3", "provider": "CPUExecutionProvider"},
         "journey_events_total": {"status": "accepted"},
@@ -201,13 +201,13 @@ def test_execution_provider_is_one_while_loaded_and_zero_once_cleared() -> None:
 
 def test_assignments_events_and_event_push_are_counted() -> None:
     before = _value("journey_events_total", status="rejected") or 0.0
-    m.count_assignment("ab_ep", "control")
-    m.count_assignment("ab_ep", "control")
+    m.count_assignment("ab_ep", "control", "price-v3")
+    m.count_assignment("ab_ep", "control", "price-v3")
     m.count_events(rejected=4)
     with m.time_event_push():
         pass
 
-    assert _value("journey_ab_assignments_total", endpoint="ab_ep", variant="control") == 2
+    assert _value("journey_ab_assignments_total", endpoint="ab_ep", experiment="price-v3", variant="control") == 2
     assert _value("journey_events_total", status="rejected") == before + 4
     assert (_value("journey_event_push_seconds_count") or 0) >= 1
 
@@ -217,7 +217,7 @@ def test_prime_series_creates_zero_counters_for_configured_names() -> None:
 
     for reason in m.DEFAULT_REASONS:
         assert _value("journey_feature_defaults_total", service="primed_svc", reason=reason) == 0
-    assert _value("journey_ab_assignments_total", endpoint="primed_ep", variant="b") == 0
+    assert _value("journey_ab_assignments_total", endpoint="primed_ep", experiment="", variant="b") == 0
 
 
 def test_buckets_cover_sub_millisecond_to_five_seconds_and_probabilities() -> None:
@@ -283,7 +283,7 @@ def test_workers_merge_counters_and_histograms_and_gauges_by_their_mode(tmp_path
     def value(name: str, **labels: str) -> float | None:
         return merged.get((name, tuple(sorted(labels.items()))))
 
-    assert value("journey_ab_assignments_total", endpoint="mp_ep", variant="a") == 2  # counters add up
+    assert value("journey_ab_assignments_total", endpoint="mp_ep", experiment="", variant="a") == 2  # counters add up
     assert value("journey_request_duration_seconds_count", endpoint="mp_ep", variant="a", status="200") == 2
     assert value("journey_prediction_score_count", model="mp_model", version="1") == 4
     assert value("journey_online_store_degraded") == 0  # mostrecent: the later "up" wins over the earlier "down"
