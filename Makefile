@@ -15,7 +15,7 @@ REAL_SAMPLES := retailrocket:retailrocket:retailrocket_sample/events.csv.gz \
 	taobao:taobao:taobao_userbehavior_head/UserBehavior_head.csv.gz
 
 
-.PHONY: help install demo serve evaluate-real analyze-real test lint format bench clean
+.PHONY: help install demo serve evaluate-real analyze-real test lint format bench bench-gpu clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -111,6 +111,9 @@ format: install ## Apply ruff fixes and formatting
 
 bench: install ## Run the benchmarks; writes reports/bench.json and reports/bench.md
 	$(BIN)/python -m benchmarks $(ARGS)
+
+bench-gpu: install ## ONNX Runtime CUDA vs CPU on the production models (reports/gpu/; CPU-only report without a GPU)
+	$(BIN)/journey bench gpu $(ARGS)
 
 clean: ## Remove generated data, reports and caches (keeps .venv)
 	rm -rf data reports .pytest_cache .mypy_cache .ruff_cache .hypothesis

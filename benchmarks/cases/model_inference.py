@@ -4,7 +4,8 @@ Models have the production shapes (XGBoost: the propensity model's feature count
 the next-action GRU with its default config) but are fitted on random data: speed depends on the shape, not on
 what was learnt. Every export goes through `training/export.py`, parity check included, so the ONNX file timed is
 the one the registry would accept. Native and ORT calls are interleaved per batch size, and the ratio is
-ORT / native (< 1: ONNX Runtime is faster).
+ORT / native (< 1: ONNX Runtime is faster). The propensity graph is also timed with 2 intra-op threads against
+the 1 that serving sets: on 2 cores shared with the HTTP worker a second thread only pays off for large batches.
 """
 
 from __future__ import annotations
@@ -107,11 +108,30 @@ def _measure(
     return results
 
 
+def _threads(path: Path, quick: bool) -> list[Result]:
+    """ORT intra-op threads 2 vs 1 (serving's JOURNEY_ORT_INTRA_OP_THREADS) on the propensity graph, at the batch
+    sizes serving sends it: one candidate, a 100-candidate request, a full batcher batch."""
+    rng = np.random.default_rng(1)
+    sessions = {threads: _ort_session(path, threads) for threads in (1, 2)}
+    results: list[Result] = []
+    for batch in (1, 100, 1024):
+        feeds = {"features": rng.standard_normal((batch, PROPENSITY_FEATURES)).astype(np.float32)}
+        repetitions = (30 if quick else 200) if batch < 1024 else (10 if quick else 50)
+        timings = interleaved(
+            {str(t): partial(session.run, None, feeds) for t, session in sessions.items()}, repetitions, warmup=5
+        )
+        base = Result(CASE_NAME, f"xgboost ORT CPU 1 intra-op thread, batch {batch}", timings["1"], rows=batch)
+        two = Result(CASE_NAME, f"xgboost ORT CPU 2 intra-op threads, batch {batch}", timings["2"], rows=batch)
+        results += [base, with_ratio(two, base)]
+    return results
+
+
 def run(quick: bool) -> list[Result]:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="journey-bench-models-") as tmp:
         directory = Path(tmp)
         results = _measure("xgboost", "predict_proba", _xgboost(directory, rng), quick)
+        results += _threads(directory / "xgb.onnx", quick)
         results += _measure("next-action GRU", "torch eval", _torch(directory, rng), quick)
     return results
 

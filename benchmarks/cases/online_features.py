@@ -113,8 +113,9 @@ def raw_floor(store: FeatureStore, service: str) -> Callable[[list[bytes]], list
     from feast.protos.feast.types.Value_pb2 import Value
 
     fields = []
+    stored = {view.name for view in store.list_feature_views()}  # on-demand views and the request source: no key
     for projection in store.get_feature_service(service).feature_view_projections:
-        if projection.name != c.REQUEST_CONTEXT:
+        if projection.name in stored:
             fields.append([_mmh3(f"{projection.name}:{f.name}") for f in projection.features])
             fields[-1].append(f"_ts:{projection.name}".encode())
     client = redis.Redis.from_url(get_settings().redis_url)

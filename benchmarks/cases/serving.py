@@ -70,7 +70,7 @@ class Sizes:
 
 
 QUICK = Sizes(events=40_000, max_examples=10_000, rounds=10, per_round=40, per_round_100=10, windows=2, window_s=3.0)
-FULL = Sizes(events=60_000, max_examples=20_000, rounds=25, per_round=120, per_round_100=30, windows=5, window_s=6.0)
+FULL = Sizes(events=60_000, max_examples=20_000, rounds=25, per_round=120, per_round_100=30, windows=4, window_s=5.0)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from rich import box
 from rich.table import Table
 
 from journey.cli.common import cli_errors, console, err_console, start
-from journey.errors import NotFoundError
+from journey.errors import JourneyError, NotFoundError
 
 if TYPE_CHECKING:
     from journey.registry import Registry
@@ -71,11 +71,15 @@ def list_(
 @app.command()
 @cli_errors
 def show(name: NameArg, version: VersionArg) -> None:
-    """One version as JSON: hashes, BentoML tag, metrics, data window, parameters and its audit trail."""
+    """One version as JSON: hashes, BentoML tag and ONNX file, metrics, data window, parameters, audit trail."""
     with _registry() as registry:
         mv = registry.get(name, version)
         trail = registry.audit(name=mv.name, version=mv.version)
-    document = {"model": mv.as_dict(), "audit": [entry.as_dict() for entry in trail]}
+        try:
+            artifact = str(registry.artifact_path(mv))  # what serving loads, hash checked
+        except JourneyError as exc:
+            artifact = f"unusable: {exc}"
+    document = {"model": mv.as_dict(), "artifact": artifact, "audit": [entry.as_dict() for entry in trail]}
     console.print(json.dumps(document, indent=2), highlight=False, soft_wrap=True, markup=False)
 
 

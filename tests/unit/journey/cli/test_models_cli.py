@@ -67,6 +67,7 @@ def test_show_prints_the_version_with_metrics_and_audit_as_json(two_versions: Se
     document = json.loads(result.stdout)
     assert document["model"]["version"] == 1 and document["model"]["metrics"] == {"roc_auc": 0.81}
     assert [entry["action"] for entry in document["audit"]] == ["register"]
+    assert document["artifact"].endswith(".onnx") and Path(document["artifact"]).is_file()
 
 
 def test_promote_moves_a_version_to_production_and_archives_the_previous(two_versions: Settings) -> None:
