@@ -41,6 +41,8 @@ _Fetched = tuple[list[datetime | None], list[list[Any]]]  # per unique entity: t
 
 _SCALARS = frozenset({"int32_val", "int64_val", "double_val", "float_val", "string_val", "bytes_val", "bool_val"})
 _LISTS = frozenset(f"{kind[:-4]}_list_val" for kind in _SCALARS)
+_SCALAR_MEMO_MAX = 200_000  # distinct serialized scalars kept (a few MB); past it the memo starts over
+_MISSING = object()
 # Feast turns string payloads of these declared types into uuid.UUID: such views decode through Feast's function.
 _UUID_TYPES = frozenset({"UUID", "TIME_UUID", "UUID_LIST", "TIME_UUID_LIST", "UUID_SET", "TIME_UUID_SET"})
 # Join key values on which the fast key serialisation must agree with Feast's before it is used.
@@ -104,6 +106,7 @@ class OnlineFeatureReader:
         self._serialize, self._entity_key = serialize_entity_key, EntityKey
         self._version = store.config.entity_key_serialization_version
         self._parse, self._parse_ts = Value.FromString, Timestamp.FromString
+        self._scalar_memo: dict[bytes, Any] = {}  # serialized scalar Value -> Python value (_fetch_redis)
         self._to_protos, self._to_python = python_values_to_proto_values, feast_value_type_to_python_type
         self._unknown = ValueType.UNKNOWN
         # python types that Feast's proto round trip returns unchanged, per declared type (FLOAT/INT32 may not)
@@ -320,7 +323,14 @@ class OnlineFeatureReader:
             raise ServiceUnavailableError(f"online store (Redis) unreachable or too slow: {exc}") from exc
 
     def _fetch_redis(self, plans: list[_Plan], with_stamps: bool) -> list[_Fetched]:
+        """Decode the replies. Scalar values repeat a lot (counts, prices, flags of 100 candidates): a plain view's
+        scalar is looked up by its serialized bytes before it is parsed: a 100-candidate read 3.46 -> 3.05 ms
+        (interleaved A/B in one process, reports/perf-notes.md). The memo is bounded and shared by threads (dict
+        reads and writes are atomic; a race only parses a value twice)."""
         parse, decode, scalars, fetched = self._parse, self._decode, _SCALARS, []
+        memo = self._scalar_memo
+        if len(memo) > _SCALAR_MEMO_MAX:
+            memo.clear()
         for (view, _, _), replies in zip(plans, self._hmget_views(plans), strict=True):
             stamp: list[datetime | None] = []
             rows: list[list[Any]] = []
@@ -336,10 +346,16 @@ class OnlineFeatureReader:
                 for raw, kind in zip(reply, kinds):  # noqa: B905 (the reply has one more field: the timestamp)
                     if raw is None:
                         append(None)
+                    elif plain and (known := memo.get(raw, _MISSING)) is not _MISSING:
+                        append(known)
                     else:  # the fast case of _decode, inlined: most values are scalars
                         value = parse(raw)
                         which = value.WhichOneof("val")
-                        append(getattr(value, which) if plain and which in scalars else decode(value, kind, plain))
+                        if plain and which in scalars:
+                            memo[raw] = python = getattr(value, which)
+                            append(python)
+                        else:
+                            append(decode(value, kind, plain))
                 rows.append(row)
             fetched.append((stamp, rows))
         return fetched
