@@ -14,6 +14,11 @@ the absolute difference with an unpooled Wald interval, the relative uplift with
 pooled two-proportion z-test p-value (two-sided; unadjusted when there are several treatments). The AUC of the
 logged scores against the outcome of each prediction (did the user buy within the window after it?) says whose
 ranking is better; shadow versions get theirs on the requests they shadowed, beside the live AUC of those requests.
+Against the control, the AUC difference gets a 95% interval and a two-sided p-value from DeLong's test for two
+independent samples: variants score different users, so the variance of the difference is the sum of each AUC's
+DeLong variance (no covariance term, unlike DeLong's paired test of two models on the same rows). A variant can
+rank buyers better without converting more (the model may not change what shoppers buy), so the two tests answer
+different questions and both are reported.
 
 Sample ratio mismatch: a chi-square goodness-of-fit test of users per variant against the route's weights at each
 user's first exposure (so a mid-experiment ramp-up is accounted for). p < 0.001 (the usual SRM threshold) flags
@@ -116,6 +121,70 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
+def delong_auc(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
+    """The AUC and its DeLong variance, (auc, variance); None when one class is absent.
+
+    DeLong's structural components: each positive's share of negatives ranked below it (V10, ties half) and each
+    negative's share of positives ranked above it (V01); the AUC is the mean of either and its variance
+    var(V10)/m + var(V01)/n (m positives, n negatives, sample variances). Mid-ranks give every component at once
+    (O(n log n) instead of the m x n pair table): a positive's rank among all scores minus its rank among the
+    positives counts the negatives below it. The variance is NaN with a single positive or negative (no spread to
+    estimate).
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = scores[labels], scores[~labels]
+    m, n = len(positives), len(negatives)
+    if m == 0 or n == 0:
+        return None
+    overall = rankdata(np.concatenate([positives, negatives]))
+    v10 = (overall[:m] - rankdata(positives)) / n
+    v01 = 1.0 - (overall[m:] - rankdata(negatives)) / m
+    auc = float(v10.mean())
+    if m < 2 or n < 2:
+        return auc, math.nan
+    return auc, float(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
+
+
+@dataclass(frozen=True)
+class AucDifference:
+    """AUC(treatment) - AUC(control) from independent samples, its 95% interval, DeLong z and two-sided p."""
+
+    difference: float
+    ci: Interval
+    z: float
+    p_value: float
+
+
+def auc_difference_test(
+    treatment_scores: np.ndarray,
+    treatment_labels: np.ndarray,
+    control_scores: np.ndarray,
+    control_labels: np.ndarray,
+    z: float = Z_95,
+) -> AucDifference | None:
+    """DeLong's test of AUC(treatment) = AUC(control) for two independent samples (different users per arm):
+    var(difference) = var(AUC treatment) + var(AUC control). None when an arm lacks a class; NaN interval and
+    p-value when the variance cannot be estimated (fewer than two of a class) or is zero (both arms separate
+    perfectly)."""
+    from scipy.stats import norm
+
+    treatment = delong_auc(treatment_scores, treatment_labels)
+    control = delong_auc(control_scores, control_labels)
+    if treatment is None or control is None:
+        return None
+    difference = treatment[0] - control[0]
+    se = math.sqrt(treatment[1] + control[1]) if not math.isnan(treatment[1] + control[1]) else math.nan
+    if math.isnan(se) or se == 0:
+        return AucDifference(difference, (math.nan, math.nan), math.nan, math.nan)
+    statistic = difference / se
+    return AucDifference(
+        difference, (difference - z * se, difference + z * se), statistic, float(2 * norm.sf(abs(statistic)))
+    )
+
+
 @dataclass(frozen=True)
 class SrmCheck:
     """Chi-square goodness of fit of users per variant against the configured weights."""
@@ -184,6 +253,11 @@ class VariantResult:
     z: float | None = None
     p_value: float | None = None
     significant: bool = False
+    auc_difference: float | None = None  # auc - control auc (DeLong, independent samples)
+    auc_difference_ci: Interval | None = None
+    auc_z: float | None = None
+    auc_p_value: float | None = None
+    auc_significant: bool = False
 
 
 @dataclass(frozen=True)
@@ -271,6 +345,7 @@ def analyse(
 
     results: list[VariantResult] = []
     n_c, x_c = users[chosen], conversions.get(chosen, 0)
+    control_scored = _scored(live[live["variant"] == chosen])
     for name in names:
         rows = live[live["variant"] == name]
         n, x = users[name], conversions.get(name, 0)
@@ -301,6 +376,22 @@ def analyse(
                 p_value=p_value,
                 significant=bool(p_value < alpha),
             )
+            scored = _scored(rows)
+            auc_test = auc_difference_test(
+                scored["score"].to_numpy(),
+                scored["converted"].to_numpy(),
+                control_scored["score"].to_numpy(),
+                control_scored["converted"].to_numpy(),
+            )
+            if auc_test is not None:
+                result = replace(
+                    result,
+                    auc_difference=auc_test.difference,
+                    auc_difference_ci=auc_test.ci,
+                    auc_z=auc_test.z,
+                    auc_p_value=auc_test.p_value,
+                    auc_significant=bool(auc_test.p_value < alpha),
+                )
         results.append(result)
     return AbReport(
         experiment=experiment,
@@ -368,24 +459,25 @@ def markdown(report: AbReport) -> str:
         f"- unit: users (first exposure); significance at alpha = {report.alpha:g}, two-sided",
         "",
         "| variant | versions | users | share (expected) | predictions | conversions | rate [95% CI] | "
-        "difference vs control [95% CI] | uplift [95% CI] | p-value | AUC |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: |",
+        "difference vs control [95% CI] | uplift [95% CI] | p-value | AUC | AUC vs control [95% CI] | AUC p-value |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | --- | ---: |",
     ]
     for v in report.variants:
         versions = ", ".join(f"v{n}" for n in v.model_versions)
         share = f"{v.observed_share:.1%}" + (f" ({v.expected_share:.1%})" if v.expected_share is not None else "")
         rate = f"{v.rate:.2%} [{v.rate_ci[0]:.2%}, {v.rate_ci[1]:.2%}]"
         if v.control:
-            versus = uplift = p_value = "control"
+            versus = uplift = p_value = auc_versus = auc_p = "control"
         else:
+            auc_versus = _auc_points(v.auc_difference, v.auc_difference_ci)
+            auc_p = _p(v.auc_p_value, v.auc_significant)
             versus = _points(v.difference, v.difference_ci)
             uplift = _percent(v.uplift, v.uplift_ci)
-            p_value = "n/a" if v.p_value is None or math.isnan(v.p_value) else f"{v.p_value:.3g}"
-            p_value += " **significant**" if v.significant else ""
+            p_value = _p(v.p_value, v.significant)
         auc = "n/a" if v.auc is None else f"{v.auc:.3f}"
         lines.append(
             f"| {v.variant} | {versions} | {v.users:,} | {share} | {v.predictions:,} | {v.conversions:,} | {rate} | "
-            f"{versus} | {uplift} | {p_value} | {auc} |"
+            f"{versus} | {uplift} | {p_value} | {auc} | {auc_versus} | {auc_p} |"
         )
     lines += ["", "## Sample ratio", ""]
     if report.srm is None:
@@ -418,7 +510,9 @@ def markdown(report: AbReport) -> str:
         "falls within the attribution window after one of their served predictions. Rate intervals: Wilson; "
         "difference: unpooled Wald; uplift: Katz log interval; p-value: pooled two-proportion z-test, not adjusted "
         "for several treatments. AUC: logged scores against whether the user bought within the window after each "
-        "prediction. Sample ratio: chi-square of users per variant against the route's weights at first exposure.",
+        "prediction; AUC vs control: DeLong's test for two independent samples (the arms score different users, so "
+        "the variances of the two AUCs add), normal interval, two-sided p-value. Sample ratio: chi-square of users "
+        "per variant against the route's weights at first exposure.",
         "",
         f"![conversion and ROC]({PLOT_FILE})",
         "",
@@ -447,8 +541,13 @@ def _plot(report: AbReport, path: Path, labelled: pa.Table | None) -> None:
             rows = live[live["variant"] == name]
             curve = _roc_curve(rows["score"].to_numpy(), rows["converted"].to_numpy())
             if curve is not None:
-                auc = report.variant(name).auc
-                axes[1].plot(curve[0], curve[1], label=f"{name} (AUC {auc:.3f})")
+                result = report.variant(name)
+                versus = (
+                    ""
+                    if result.auc_p_value is None or math.isnan(result.auc_p_value)
+                    else f", vs control {result.auc_difference:+.3f}, p {result.auc_p_value:.2g}"
+                )
+                axes[1].plot(curve[0], curve[1], label=f"{name} (AUC {result.auc:.3f}{versus})")
         axes[1].plot([0, 1], [0, 1], linestyle=":", color="gray")
         axes[1].set_xlabel("false positive rate")
         axes[1].set_ylabel("true positive rate")
@@ -522,8 +621,14 @@ def _control(control: str | None, names: Sequence[str], periods: Sequence[Weight
     return names[0]
 
 
+def _scored(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a logged score (a model without a positive-class probability logs none)."""
+    scored: pd.DataFrame = rows[rows["score"].notna()]
+    return scored
+
+
 def _auc(rows: pd.DataFrame) -> float | None:
-    scored = rows[rows["score"].notna()]
+    scored = _scored(rows)
     return roc_auc(scored["score"].to_numpy(), scored["converted"].to_numpy()) if len(scored) else None
 
 
@@ -555,6 +660,20 @@ def _points(value: float | None, interval: Interval | None) -> str:
     if value is None or interval is None or math.isnan(value):
         return "n/a"
     return f"{value * 100:+.2f} pp [{interval[0] * 100:+.2f}, {interval[1] * 100:+.2f}]"
+
+
+def _auc_points(value: float | None, interval: Interval | None) -> str:
+    if value is None or interval is None or math.isnan(value):
+        return "n/a"
+    if math.isnan(interval[0]):
+        return f"{value:+.3f} [n/a]"
+    return f"{value:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+
+
+def _p(value: float | None, significant: bool) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.3g}" + (" **significant**" if significant else "")
 
 
 def _percent(value: float | None, interval: Interval | None) -> str:

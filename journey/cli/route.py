@@ -261,13 +261,18 @@ def report(
         until=_utc(until),
         output_dir=output,
     )
-    table = Table("variant", "users", "conversions", "rate [95% CI]", "vs control", "p-value", "AUC", box=box.SIMPLE)
+    table = Table(
+        "variant", "users", "conversions", "rate [95% CI]", "vs control", "p-value", "AUC", "AUC vs control", "AUC p",
+        box=box.SIMPLE,
+    )  # fmt: skip
     for v in result.variants:
         rate = f"{v.rate:.2%} [{v.rate_ci[0]:.2%}, {v.rate_ci[1]:.2%}]"
         versus = "control" if v.control else (f"{v.difference * 100:+.2f} pp" if v.difference is not None else "n/a")
         p_value = "" if v.p_value is None else f"{v.p_value:.3g}" + (" *" if v.significant else "")
         auc = "n/a" if v.auc is None else f"{v.auc:.3f}"
-        table.add_row(v.variant, f"{v.users:,}", f"{v.conversions:,}", rate, versus, p_value, auc)
+        auc_versus = "" if v.control or v.auc_difference is None else f"{v.auc_difference:+.3f}"
+        auc_p = "" if v.auc_p_value is None else f"{v.auc_p_value:.3g}" + (" *" if v.auc_significant else "")
+        table.add_row(v.variant, f"{v.users:,}", f"{v.conversions:,}", rate, versus, p_value, auc, auc_versus, auc_p)
     console.print(table)
     if result.srm is not None and result.srm.mismatch:
         err_console.print(

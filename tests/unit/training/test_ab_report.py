@@ -21,7 +21,9 @@ from training.ab_report import (
     SRM_THRESHOLD,
     WeightPeriod,
     analyse,
+    auc_difference_test,
     build_report,
+    delong_auc,
     difference_interval,
     roc_auc,
     srm_check,
@@ -105,6 +107,73 @@ def test_auc_is_the_share_of_positive_negative_pairs_ranked_right_with_ties_half
     assert roc_auc(np.array([0.5, 0.7]), np.array([0, 0])) is None
 
 
+# DeLong by hand. Arm T: positives 0.9, 0.6, 0.4; negatives 0.7, 0.3, 0.2.
+#   V10 (share of negatives below each positive): 1, 2/3, 2/3 -> AUC 7/9; var(V10) = (4 + 1 + 1)/81 / 2 = 1/27
+#   V01 (share of positives above each negative): 1/3, 1, 1 -> mean 7/9; var(V01) = (16 + 4 + 4)/81 / 2 = 4/27
+#   var(AUC) = (1/27) / 3 + (4/27) / 3 = 5/81
+# Arm C (with ties, counted half): positives 0.5, 0.5, 0.2; negatives 0.5, 0.1, 0.3.
+#   V10: 2.5/3, 2.5/3, 1/3 -> AUC 2/3; var(V10) = (1/36 + 1/36 + 4/36) / 2 = 1/12
+#   V01: 1/3, 1, 2/3; var(V01) = (1/9 + 1/9 + 0) / 2 = 1/9
+#   var(AUC) = (1/12) / 3 + (1/9) / 3 = 7/108
+# T - C = 1/9, se = sqrt(5/81 + 7/108) = sqrt(41/324) = sqrt(41) / 18 = 0.3557291, z = 0.3123475
+ARM_T = (np.array([0.9, 0.6, 0.4, 0.7, 0.3, 0.2]), np.array([1, 1, 1, 0, 0, 0]))
+ARM_C = (np.array([0.5, 0.5, 0.2, 0.5, 0.1, 0.3]), np.array([1, 1, 1, 0, 0, 0]))
+
+
+def test_delong_auc_and_variance_match_the_hand_computation_with_ties_counted_half() -> None:
+    assert delong_auc(*ARM_T) == pytest.approx((7 / 9, 5 / 81))
+    assert delong_auc(*ARM_C) == pytest.approx((2 / 3, 7 / 108))
+    assert delong_auc(np.array([0.2, 0.4]), np.array([0, 0])) is None
+    single = delong_auc(np.array([0.9, 0.1, 0.2]), np.array([1, 0, 0]))
+    assert single is not None and single[0] == 1.0 and math.isnan(single[1])  # one positive: no variance
+
+
+def test_auc_difference_of_independent_arms_matches_the_hand_computation() -> None:
+    se = math.sqrt(41) / 18
+    result = auc_difference_test(*ARM_T, *ARM_C)
+    assert result is not None
+    assert result.difference == pytest.approx(1 / 9) and result.z == pytest.approx(1 / 9 / se)
+    assert result.ci == pytest.approx((1 / 9 - Z * se, 1 / 9 + Z * se))
+    assert result.p_value == pytest.approx(math.erfc(1 / 9 / se / math.sqrt(2)))  # 0.7548
+
+
+def brute_force_delong(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """DeLong's AUC and variance from the m x n table of pair comparisons (the definition, quadratic)."""
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    psi = (positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives[None, :])
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    return float(psi.mean()), float(v10.var(ddof=1) / len(positives) + v01.var(ddof=1) / len(negatives))
+
+
+def test_delong_by_mid_ranks_equals_the_pairwise_definition_on_tied_scores() -> None:
+    rng = np.random.default_rng(12)
+    labels = (rng.random(300) < 0.2).astype(int)
+    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounding makes many ties across and within classes
+    assert delong_auc(scores, labels) == pytest.approx(brute_force_delong(scores, labels), rel=1e-12)
+
+
+def test_auc_difference_between_identical_distributions_is_not_significant() -> None:
+    rng = np.random.default_rng(21)
+
+    def arm(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = (rng.random(n) < 0.1).astype(int)
+        return rng.normal(labels * 1.0, 1.0), labels
+
+    large = auc_difference_test(*arm(40_000), *arm(40_000))
+    assert large is not None and large.p_value > 0.05 and large.ci[0] < 0 < large.ci[1]
+    # and the test holds its size: about 5% of same-distribution comparisons come out significant
+    p_values = [result.p_value for _ in range(400) if (result := auc_difference_test(*arm(400), *arm(400)))]
+    assert 0.02 <= np.mean(np.array(p_values) < 0.05) <= 0.09
+
+
+def test_auc_difference_between_a_sharp_and_a_noisy_model_is_significant() -> None:
+    rng = np.random.default_rng(22)
+    labels = (rng.random(4_000) < 0.1).astype(int)
+    sharp, noisy = rng.normal(labels * 1.5, 1.0), rng.normal(labels * 0.5, 1.0)
+    result = auc_difference_test(sharp[:2_000], labels[:2_000], noisy[2_000:], labels[2_000:])
+    assert result is not None and result.difference > 0.15 and result.p_value < 1e-6 and result.ci[0] > 0
+
+
 def test_analyse_reports_the_hand_computed_numbers_per_variant() -> None:
     table = labelled_table(users("control", 1, 1000, 100, 0) + users("treatment", 2, 1000, 130, 10_000))
     report = analyse(table, experiment="exp", weights={"control": 50, "treatment": 50}, window_s=DAY_S)
@@ -115,6 +184,8 @@ def test_analyse_reports_the_hand_computed_numbers_per_variant() -> None:
     assert treatment.p_value == pytest.approx(0.035488, abs=1e-5) and treatment.significant
     assert treatment.difference == pytest.approx(0.03) and treatment.uplift == pytest.approx(0.3)
     assert control.auc == 1.0 and treatment.model_versions == [2]  # converted users scored 0.9, the rest 0.1
+    assert treatment.auc_difference == 0.0 and control.auc_p_value is None
+    assert treatment.auc_p_value is not None and math.isnan(treatment.auc_p_value)  # perfect in both: no variance
     assert report.srm is not None and report.srm.statistic == 0 and not report.srm.mismatch
     assert (control.observed_share, control.expected_share) == (0.5, 0.5)
 
@@ -263,6 +334,7 @@ def test_a_genuinely_better_variant_b_shows_higher_auc_and_conversion_with_a_sig
     a, b = report.variant("a"), report.variant("b")
     assert report.control == "a" and b.rate > a.rate and b.p_value is not None and b.p_value < 0.001
     assert b.auc is not None and a.auc is not None and b.auc > a.auc + 0.05
+    assert b.auc_p_value is not None and b.auc_p_value < 0.001 and b.auc_significant
     assert b.uplift_ci is not None and b.uplift_ci[0] > 0
     assert report.srm is not None and not report.srm.mismatch
 
@@ -273,6 +345,7 @@ def test_a_versus_a_shows_no_significant_difference() -> None:
     b = report.variant("b")
     assert b.p_value is not None and b.p_value > 0.05 and not b.significant
     assert b.difference_ci is not None and b.difference_ci[0] < 0 < b.difference_ci[1]
+    assert b.auc_p_value is not None and b.auc_p_value > 0.05 and not b.auc_significant
     assert report.srm is not None and not report.srm.mismatch
 
 
@@ -308,12 +381,15 @@ def test_build_report_reads_the_log_and_writes_markdown_png_and_json(settings: S
     assert paths["markdown"].parent == settings.reports_dir / "ab" / "sim"
     text = paths["markdown"].read_text()
     assert "# A/B report: sim" in text and "| b |" in text and "Sample ratio" in text and "Shadow versions" in text
+    assert "AUC vs control [95% CI]" in text and "DeLong" in text
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     document = json.loads(paths["json"].read_text())
     assert (
         document["control"] == "a" and len(document["variants"]) == 2 and document["shadows"][0]["model_version"] == 3
     )
     assert document["shadows"][0]["predictions"] == 50 and document["shadows"][0]["live_auc"] is not None
+    b = document["variants"][1]
+    assert b["auc_p_value"] == report.variant("b").auc_p_value and len(b["auc_difference_ci"]) == 2
     assert report.variant("a").users + report.variant("b").users == 2_000
 
 
