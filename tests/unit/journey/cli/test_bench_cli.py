@@ -9,29 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.registry import Registry
 from journey.settings import Settings
-from tests.factories.models import tiny_onnx
+from tests.factories.served import register_propensity
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def production(settings: Settings, tmp_path: Path) -> Settings:
-    path, sha = tiny_onnx(tmp_path / "model.onnx")
-    with Registry(settings) as registry:
-        version = registry.register(
-            name="purchase_propensity",
-            onnx_path=path,
-            expected_sha256=sha,
-            framework="xgboost",
-            feature_service="purchase_propensity_v1",
-            metrics={},
-            data_window={},
-            params={},
-            actor="test",
-        )
-        registry.promote("purchase_propensity", version.version, actor="test")
+    register_propensity(settings, tmp_path, 1)
     return settings
 
 
