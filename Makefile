@@ -115,5 +115,7 @@ bench: install ## Run the benchmarks; writes reports/bench.json and reports/benc
 bench-gpu: install ## ONNX Runtime CUDA vs CPU on the production models (reports/gpu/; CPU-only report without a GPU)
 	$(BIN)/journey bench gpu $(ARGS)
 
-clean: ## Remove generated data, reports and caches (keeps .venv)
-	rm -rf data reports .pytest_cache .mypy_cache .ruff_cache .hypothesis
+clean: ## Remove generated data, reports and caches (keeps .venv and the tracked reports: perf notes, GPU figures)
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find reports -mindepth 1 -maxdepth 1 ! -name perf-notes.md ! -name gpu -exec rm -rf {} + 2>/dev/null || true
+	rm -f reports/gpu/cpu-only.*

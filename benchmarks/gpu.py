@@ -3,10 +3,11 @@
     python benchmarks/gpu.py --model purchase_propensity=path/to/model.onnx --model next_action=path/to.onnx \
         [--batches 1,8,64,256,1024,4096,8192] [--seconds 1.0] [--out reports/gpu]
 
-Imports only numpy, onnxruntime and the standard library: the GPU hosts run Python 3.12 with torch and numpy but no
-package index, Feast, BentoML or pydantic (DEVELOPERS.md: `../shared/tools/gpu-ort-chunks` carries the
-onnxruntime-gpu wheel there). On a host without CUDA (or with the CPU-only onnxruntime wheel) the CUDA rows are
-reported as unavailable with the reason, and the CPU rows are still measured: the script never fails for lack of a GPU.
+Imports only numpy, onnxruntime, the standard library and serving.runtime (which imports no more): the GPU
+hosts run Python 3.12 with torch and numpy but no package index, Feast, BentoML or pydantic (benchmarks/README.md:
+`../shared/tools/gpu-ort-chunks` carries the onnxruntime-gpu wheel there). On a host without CUDA (or with the
+CPU-only onnxruntime wheel) the CUDA rows are reported as unavailable with the reason, and the CPU rows are still
+measured: the script never fails for lack of a GPU.
 
 Per model, provider and batch size: latency percentiles and rows/s of `session.run` (inputs copied from host memory
 every call, as a server does), and on CUDA also with IO binding (inputs already on the device, outputs left there:
@@ -34,10 +35,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+if __package__ in (None, ""):  # run as a file (`python benchmarks/gpu.py` on the GPU host): the repo root's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from serving.runtime import cuda_options, preload_cuda_libraries
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 DEFAULT_BATCHES = (1, 8, 64, 256, 1024, 4096, 8192)
 PARITY_TOLERANCE = 1e-4
+CROSSOVER_MARGIN = 1.2  # CUDA must beat the CPU by this factor to count (see crossover())
 OTHER_DYNAMIC_AXIS = 12  # a dynamic non-batch axis (sequence length) when the graph does not fix it
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -66,9 +72,12 @@ class Report:
     onnxruntime: str
     python: str
     available_providers: list[str]
+    cuda_libraries: str = ""
+    tf32: bool = False  # CUDA matmuls/convolutions in TF32 (ORT's default; serving turns it off)
+    cpu_threads: int = 0
     rows: list[Row] = field(default_factory=list)
     parity: dict[str, float | str] = field(default_factory=dict)
-    crossover: dict[str, int | None] = field(default_factory=dict)  # smallest batch where CUDA rows/s > CPU's
+    crossover: dict[str, int | None] = field(default_factory=dict)  # see crossover()
 
 
 def describe_device() -> str:
@@ -99,13 +108,17 @@ def make_inputs(session: ort.InferenceSession, batch: int, rng: np.random.Genera
     return feeds
 
 
-def open_session(path: Path, provider: str, threads: int, cuda_graph: bool = False) -> ort.InferenceSession:
+def open_session(
+    path: Path, provider: str, threads: int, cuda_graph: bool = False, tf32: bool = False
+) -> ort.InferenceSession:
+    """`tf32`: ONNX Runtime's CUDA default; off here as in serving (serving.runtime.cuda_options says why)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     providers: list[Any] = [CPU]
     if provider == CUDA:
-        providers = [(CUDA, {"enable_cuda_graph": "1"} if cuda_graph else {}), CPU]
+        cuda = cuda_options(tf32=tf32) | ({"enable_cuda_graph": "1"} if cuda_graph else {})
+        providers = [(CUDA, cuda), CPU]
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     if session.get_providers()[0] != provider:
         raise RuntimeError(f"ONNX Runtime gave {session.get_providers()} instead of {provider}")
@@ -150,11 +163,13 @@ def bench_io_binding(model: str, session: ort.InferenceSession, feeds: dict[str,
     return _row(model, CUDA, "io_binding", batch, _time(call, seconds))
 
 
-def bench_cuda_graph(model: str, path: Path, feeds: dict[str, np.ndarray], threads: int, seconds: float) -> Row:
+def bench_cuda_graph(
+    model: str, path: Path, feeds: dict[str, np.ndarray], threads: int, seconds: float, tf32: bool
+) -> Row:
     """CUDA graphs need fixed-address inputs and outputs: bound once, replayed every call."""
     batch = next(iter(feeds.values())).shape[0]
     try:
-        session = open_session(path, CUDA, threads, cuda_graph=True)
+        session = open_session(path, CUDA, threads, cuda_graph=True, tf32=tf32)
         binding = session.io_binding()
         for name, value in feeds.items():
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
@@ -186,7 +201,7 @@ def bench_model(report: Report, model: str, path: Path, batches: list[int], seco
         cuda_problem = "no NVIDIA GPU on this host (onnxruntime-gpu lists CUDA on every host)"
     else:
         try:
-            cuda = open_session(path, CUDA, threads)
+            cuda = open_session(path, CUDA, threads, tf32=report.tf32)
         except Exception as exc:  # noqa: BLE001  (no driver/libraries: report the reason, keep the CPU rows)
             cuda_problem = f"CUDA session failed: {str(exc).splitlines()[0][:200]}"
     for batch in batches:
@@ -197,7 +212,7 @@ def bench_model(report: Report, model: str, path: Path, batches: list[int], seco
             continue
         report.rows.append(bench_plain(model, cuda, CUDA, feeds, seconds))
         report.rows.append(bench_io_binding(model, cuda, feeds, seconds))
-        report.rows.append(bench_cuda_graph(model, path, feeds, threads, seconds))
+        report.rows.append(bench_cuda_graph(model, path, feeds, threads, seconds, report.tf32))
         worst = parity(cpu, cuda, feeds)
         previous = report.parity.get(model, 0.0)
         report.parity[model] = max(worst, previous) if isinstance(previous, float) else worst
@@ -207,17 +222,54 @@ def bench_model(report: Report, model: str, path: Path, batches: list[int], seco
 
 
 def crossover(rows: list[Row], model: str) -> int | None:
-    """The smallest batch from which CUDA (`run`, host inputs) serves more rows/s than CPU; None if never."""
+    """The smallest batch from which CUDA (`run`, host inputs) serves at least CROSSOVER_MARGIN times the CPU's rows/s
+    at every larger batch measured too; None if never.
+
+    The margin and the "every larger batch" keep noise out: a tree model runs on the CPU under both providers, and
+    equal speeds then read as a crossover at whichever batch the CUDA session happened to be 1% faster."""
     speed = {(r.provider, r.batch): r.rows_per_s for r in rows if r.model == model and r.mode == "run"}
-    for batch in sorted({b for _, b in speed}):
+    batches = sorted({b for _, b in speed})
+    wins = []
+    for batch in batches:
         gpu, cpu = speed.get((CUDA, batch)), speed.get((CPU, batch))
-        if gpu is not None and cpu is not None and gpu > cpu:
+        wins.append(gpu is not None and cpu is not None and gpu >= CROSSOVER_MARGIN * cpu)
+    for i, batch in enumerate(batches):
+        if all(wins[i:]):
             return batch
     return None
 
 
+def speedups(rows: list[Row], model: str) -> list[tuple[int, float, dict[str, float]]]:
+    """Per batch: CPU rows/s and each CUDA mode's rows/s as a multiple of it."""
+    cpu = {r.batch: r.rows_per_s for r in rows if r.model == model and r.provider == CPU and r.rows_per_s}
+    table = []
+    for batch, base in sorted(cpu.items()):
+        modes = {
+            r.mode: r.rows_per_s / base
+            for r in rows
+            if r.model == model and r.provider == CUDA and r.batch == batch and r.rows_per_s
+        }
+        table.append((batch, base, modes))
+    return table
+
+
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.3f}"
+
+
+def _speedup_table(report: Report) -> list[str]:
+    lines = [
+        "CUDA rows/s as a multiple of the CPU's, same inputs (`run`: inputs from host memory every call, as a server;",
+        "`io_binding`: inputs resident on the GPU; `cuda_graph`: the captured graph replayed):",
+        "",
+        "| model | batch | CPU rows/s | run | io_binding | cuda_graph |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for model in report.crossover:
+        for batch, base, modes in speedups(report.rows, model):
+            shown = [f"{modes[m]:.2f}x" if m in modes else "—" for m in ("run", "io_binding", "cuda_graph")]
+            lines.append(f"| {model} | {batch} | {base:,.0f} | {' | '.join(shown)} |")
+    return [*lines, ""] if any(r.provider == CUDA and r.rows_per_s for r in report.rows) else []
 
 
 def to_markdown(report: Report) -> str:
@@ -225,8 +277,10 @@ def to_markdown(report: Report) -> str:
         f"# ONNX Runtime CUDA vs CPU — {report.device}",
         "",
         f"onnxruntime {report.onnxruntime}, Python {report.python}; "
-        f"providers: {', '.join(report.available_providers)}.",
+        f"providers: {', '.join(report.available_providers)}; CUDA libraries: {report.cuda_libraries}; "
+        f"TF32 {'on' if report.tf32 else 'off'}; CPU intra-op threads {report.cpu_threads or 'ORT default'}.",
         "",
+        *_speedup_table(report),
         "| model | provider | mode | batch | p50 ms | p99 ms | rows/s | note |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -236,7 +290,12 @@ def to_markdown(report: Report) -> str:
             f"| {r.model} | {r.provider} | {r.mode} | {r.batch} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | "
             f"{speed} | {r.note} |"
         )
-    lines += ["", "Parity CUDA vs CPU (max abs diff, tolerance 1e-4) and crossover batch (CUDA rows/s > CPU):", ""]
+    lines += [
+        "",
+        f"Parity CUDA vs CPU (max abs diff, tolerance 1e-4) and crossover batch (CUDA `run` >= {CROSSOVER_MARGIN}x "
+        "the CPU's rows/s from that batch on):",
+        "",
+    ]
     for model in report.crossover:
         value = report.parity.get(model)
         shown = (
@@ -256,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)))
     parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per (model, provider, mode, batch)")
     parser.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: one per physical core)")
+    parser.add_argument(
+        "--tf32", action="store_true", help="CUDA in TF32 (ORT's default; serving's is off): writes gpu-tf32.*"
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/gpu"))
     args = parser.parse_args(argv)
     models: dict[str, Path] = {}
@@ -270,12 +332,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--batches wants comma-separated integers, got {args.batches!r}")
     if not batches or batches[0] < 1:
         parser.error(f"--batches must be >= 1, got {args.batches!r}")
-    report = Report(describe_device(), ort.__version__, sys.version.split()[0], list(ort.get_available_providers()))
+    libraries = preload_cuda_libraries()
+    report = Report(
+        describe_device(),
+        ort.__version__,
+        sys.version.split()[0],
+        list(ort.get_available_providers()),
+        libraries,
+        tf32=args.tf32,
+        cpu_threads=args.threads,
+    )
     for name, path in models.items():
         print(f"benchmarking {name} ({path})", flush=True)
         bench_model(report, name, path, batches, args.seconds, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "gpu" if any(r.provider == CUDA and r.rows_per_s for r in report.rows) else "cpu-only"
+    stem += "-tf32" if args.tf32 else ""
     (args.out / f"{stem}.json").write_text(json.dumps(asdict(report), indent=1))
     (args.out / f"{stem}.md").write_text(to_markdown(report))
     print(f"report written to {args.out / f'{stem}.md'} and {args.out / f'{stem}.json'}")

@@ -23,6 +23,7 @@ for the rest, which the service turns into HTTP 422.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -453,12 +454,47 @@ class ModelRuntime:
         return checked
 
 
+@functools.cache
+def preload_cuda_libraries() -> str:
+    """Load CUDA and cuDNN from the NVIDIA pip packages (`onnxruntime.preload_dlls`, ORT >= 1.21), once per process.
+
+    Where CUDA comes from pip wheels (`onnxruntime-gpu[cuda,cudnn]`, or torch's `nvidia-*` packages) rather than the
+    system's library path, the CUDA provider otherwise fails to open (`libcublasLt.so.13: cannot open shared object
+    file`) and the model silently lands on the CPU. Returns what happened, for logs and reports; an older ORT or a
+    host without those packages is not an error: the system library path may still serve."""
+    if CUDA not in ort.get_available_providers() or not nvidia_device_present():
+        return "not needed: no CUDA provider in this onnxruntime build, or no NVIDIA GPU"
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return f"onnxruntime {ort.__version__} has no preload_dlls: the system library path is used"
+    try:
+        preload()
+    except (OSError, RuntimeError) as exc:
+        outcome = f"preload_dlls failed ({str(exc).splitlines()[0][:160]}): the system library path is used"
+        log.warning("CUDA libraries not preloaded", extra={"reason": outcome})
+        return outcome
+    return "preload_dlls ran (CUDA and cuDNN from the NVIDIA pip packages where installed; it prints what it missed)"
+
+
+def cuda_options(*, tf32: bool = False) -> dict[str, str]:
+    """CUDA provider options for serving: TF32 off unless asked.
+
+    ONNX Runtime's CUDA provider runs float32 matmuls and convolutions in TF32 by default (10-bit mantissa). On an
+    H200 that put the next-action GRU 7e-4 away from the CPU's output (reports/gpu), past the 1e-4 the export's
+    parity check promised for the registered artifact; with TF32 off the two agree, at a cost benchmarks/gpu.py
+    measures (`--tf32`)."""
+    return {"use_tf32": "1" if tf32 else "0"}
+
+
 def _open_session(path: Path, providers: list[str], intra: int, inter: int) -> ort.InferenceSession:
+    if CUDA in providers:
+        preload_cuda_libraries()
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra
     options.inter_op_num_threads = inter
+    with_options = [(p, cuda_options()) if p == CUDA else p for p in providers]
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        return ort.InferenceSession(str(path), sess_options=options, providers=with_options)
     except Exception as exc:  # ORT's errors are plain Exception subclasses (Fail, NoSuchFile, InvalidProtobuf...)
         raise ModelLoadError(f"ONNX Runtime cannot load it: {exc}", path=path) from exc
 

@@ -198,6 +198,33 @@ def test_tree_model_gets_a_cpu_session_even_when_cuda_is_available(
     assert not [r for r in caplog.records if "fell back" in r.getMessage()]
 
 
+def test_cuda_sessions_are_opened_with_tf32_off(tiny_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORT's CUDA default, TF32, put the next-action GRU 7e-4 from the CPU on an H200 (reports/gpu/gpu-tf32.md),
+    past the export's 1e-4 parity: serving asks for full float32. (The session itself runs on the CPU here.)"""
+    asked: list[Any] = []
+    real_session = ort.InferenceSession
+
+    def recording_session(path: str, sess_options: Any = None, providers: Any = None) -> ort.InferenceSession:
+        asked.append(providers)
+        return real_session(path, sess_options=sess_options, providers=[CPU])
+
+    monkeypatch.setattr(ort, "InferenceSession", recording_session)
+    monkeypatch.setattr(rt, "preload_cuda_libraries", lambda: "not on this host")
+
+    rt._open_session(tiny_path, [CUDA, CPU], 1, 1)
+
+    assert asked == [[(CUDA, {"use_tf32": "0"}), CPU]]
+
+
+def test_cuda_libraries_are_not_preloaded_on_a_host_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rt, "nvidia_device_present", lambda: False)
+    rt.preload_cuda_libraries.cache_clear()
+    try:
+        assert rt.preload_cuda_libraries().startswith("not needed")
+    finally:
+        rt.preload_cuda_libraries.cache_clear()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(CUDA not in ort.get_available_providers(), reason="onnxruntime build without CUDA")
 @pytest.mark.skipif(not rt.nvidia_device_present(), reason="no NVIDIA GPU on this host")
