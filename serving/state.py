@@ -7,6 +7,7 @@ supervisor too, so all heavy imports happen here, in the worker only, and Feast 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -43,6 +44,20 @@ def gpu_expected(runtime: ModelRuntime) -> bool:
     if runtime.placement is not None:
         return runtime.placement.gpu_expected
     return nvidia_device_present() and runtime.metadata.framework not in CPU_ONLY_FRAMEWORKS
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then move every object alive now to the permanent generation (`gc.freeze`); returns how many.
+
+    A worker holds ~1M long-lived objects after start-up (Feast's registry protos, pandas, ONNX Runtime bindings).
+    Every full collection walks all of them again: a pause of tens of ms that lands on whichever request allocated
+    the object that triggered it, i.e. on the p99. Frozen objects are never scanned; they are not freed either,
+    which is what start-up state is for (CPython's docs recommend this before forking or serving)."""
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info("start-up heap frozen", extra={"objects": frozen})
+    return frozen
 
 
 def serving_batch(name: str, settings: Settings) -> int:
@@ -157,6 +172,9 @@ class ServingState:
             state._build_predictors(models)
         with state._phase("journey_map"):
             state._load_journey()
+        if settings.gc_freeze:
+            with state._phase("gc_freeze"):
+                freeze_startup_heap()
         state.started_s = time.perf_counter() - began
         log.info(
             "serving state loaded",
