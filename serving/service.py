@@ -148,10 +148,11 @@ class Journey:
             try:
                 result: np.ndarray = await self.scorer.to_async.score(features)
                 return result
-            except (BentoMLException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (BentoMLException, aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
                 # the batcher sheds calls that waited past max_latency_ms (503), or the connection to the scorer
-                # process broke (restart, overload): the same model is loaded here, so answer in-process rather
-                # than pass an error to the shop
+                # process broke (restart, overload; aiohttp reports a connection closed while it reads the body as a
+                # bare RuntimeError: seen as 500s in `make bench` (d)): the same model is loaded here, so answer
+                # in-process rather than pass an error to the shop
                 log.warning("batched scorer unavailable, scoring in-process", extra={"error": str(exc)})
         return score_propensity(routed.arm.loaded.runtime, str(routed.arm.version), features)
 

@@ -8,6 +8,8 @@ production version when it ends, so the other modules' servers answer as before.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -374,6 +376,42 @@ def test_with_adaptive_batching_every_variant_answers_with_its_own_version(
     expected = {"control": versions.production, "candidate": versions.candidate}
     assert {(a.json()["variant"], a.json()["version"]) for a in answers} == set(expected.items())
     assert sum(v for _, v in scored) == len(answers)  # one model call per answer, through the scorer or not
+
+
+def _scorer_pids(server: Server) -> list[int]:
+    """The batching scorer's worker processes among the server's children (BentoML names the service in argv)."""
+    import psutil
+
+    return [
+        child.pid
+        for child in psutil.Process(server.process.pid).children(recursive=True)
+        if "journey_propensity_scorer" in child.cmdline()
+    ]
+
+
+def test_with_adaptive_batching_a_killed_scorer_process_costs_no_request(
+    shop: Shop, versions: Versions, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The scorer dies under load (OOM kill, crash): requests in flight to it and those sent before BentoML restarts
+    it are scored in-process, never answered 5xx."""
+    env = shop.env | {"JOURNEY_ADAPTIVE_BATCHING": "true", "JOURNEY_ADMIN_TOKEN": ADMIN_TOKEN}
+    with serve(env, tmp_path_factory.mktemp("serve-scorer-kill")) as server:
+        (scorer,) = _scorer_pids(server)
+        stop = threading.Event()
+        threads, load = run_load(server, shop, stop)
+        try:
+            time.sleep(1.0)
+            os.kill(scorer, signal.SIGKILL)
+            time.sleep(3.0)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+        fell_back = "batched scorer unavailable, scoring in-process" in server.log.read_text(errors="replace")
+
+    assert not load.errors, load.errors[:5]
+    assert set(load.statuses) == {200} and load.statuses[200] >= CLIENTS
+    assert fell_back  # the kill really cut requests off from the scorer
 
 
 def test_next_action_is_routed_and_shadowed_like_purchase(server: Server, shop: Shop) -> None:
