@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     serve_port: int = Field(3000, ge=1, le=65535, description="Port of the HTTP service.")
     serve_workers: int = Field(1, ge=1, le=64, description="BentoML worker processes of the API service.")
     online_timeout_s: float = Field(0.1, gt=0, description="Online feature read timeout; past it: degraded answer.")
+    online_retry_after_s: float = Field(
+        0.5,
+        ge=0,
+        le=5,
+        description="After a failed online read, answer degraded without asking the store for this long (a hung "
+        "Redis must not hold the event loop for the timeout on every request).",
+    )
     ort_intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per model call (0: ORT default).")
     ort_inter_op_threads: int = Field(1, ge=0, description="ONNX Runtime inter-op threads (0: ORT default).")
     adaptive_batching: bool = Field(

@@ -22,6 +22,7 @@ with Feast's `online_read` per view, which for SQLite is already one `SELECT ...
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,10 +87,14 @@ class OnlineFeatureReader:
     Built once at start-up (after `feast apply`, build a new one: the registry is not re-read). Safe for concurrent
     reads: no per-call shared state, redis-py's pool gives each call a connection, the key LRU is thread-safe.
     `timeout_s` bounds each Redis connect and read (one immediate retry: worst case ~2x), so an unreachable or
-    hung store fails fast with ServiceUnavailableError, which serving turns into a degraded answer.
+    hung store fails fast with ServiceUnavailableError, which serving turns into a degraded answer. After a failure
+    the store is not asked again for `retry_after_s` (reads fail at once, degraded): serving reads on its event loop
+    (no thread hop: reports/perf-notes.md), and a hung Redis must not stall the loop for `timeout_s` per request.
     """
 
-    def __init__(self, store: FeatureStore, service: str, *, timeout_s: float = 0.5) -> None:
+    def __init__(
+        self, store: FeatureStore, service: str, *, timeout_s: float = 0.5, retry_after_s: float = 0.5
+    ) -> None:
         from feast import utils as feast_utils
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
@@ -153,6 +158,7 @@ class OnlineFeatureReader:
         self._online_read: Callable[..., Any] = store._get_provider().online_store.online_read
         self._redis_keys = tuple(self._key_codec(view) for view in self._views)
         self._redis: Any = None
+        self._retry_after_s, self._down_until = retry_after_s, 0.0  # monotonic time before which Redis is not asked
         cfg = store.config.online_store
         if isinstance(cfg, RedisOnlineStoreConfig) and cfg.redis_type == RedisType.redis:
             import redis
@@ -313,6 +319,8 @@ class OnlineFeatureReader:
                 pipe.evalsha(self._hmget_sha, len(unique), *(key(values) for values in unique), *view.fields)
             return cast(list[list[list[bytes | None]]], pipe.execute())
 
+        if (left := self._down_until - time.monotonic()) > 0:
+            raise ServiceUnavailableError(f"online store (Redis) failed just now: asked again in {left:.2f} s")
         try:
             try:
                 return execute()
@@ -320,6 +328,7 @@ class OnlineFeatureReader:
                 self._redis.script_load(_HMGET_MANY)
                 return execute()
         except self._redis_errors as exc:
+            self._down_until = time.monotonic() + self._retry_after_s
             raise ServiceUnavailableError(f"online store (Redis) unreachable or too slow: {exc}") from exc
 
     def _fetch_redis(self, plans: list[_Plan], with_stamps: bool) -> list[_Fetched]:

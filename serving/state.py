@@ -236,7 +236,12 @@ class ServingState:
 
         if self.store is None:
             return None
-        return OnlineFeatureReader(self.store, service, timeout_s=self.settings.online_timeout_s)
+        return OnlineFeatureReader(
+            self.store,
+            service,
+            timeout_s=self.settings.online_timeout_s,
+            retry_after_s=self.settings.online_retry_after_s,
+        )
 
     def _build_predictors(self, models: dict[str, Served]) -> None:
         from journey.model_inputs import NextActionInputSpec

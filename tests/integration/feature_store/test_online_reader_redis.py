@@ -99,3 +99,19 @@ def test_hung_redis_times_out_as_service_unavailable(store_with_redis_at: Callab
         with pytest.raises(ServiceUnavailableError, match="Redis"):
             reader.read([propensity_row(1, 1)])
         assert time.perf_counter() - start < 2.0  # timeout 0.2 s, one retry: ~0.4 s
+
+
+def test_after_a_failure_the_store_is_left_alone_until_retry_after(store_with_redis_at: Callable[[str], Any]) -> None:
+    """Serving reads on its event loop: a hung Redis must cost one timeout per `retry_after_s`, not one per request."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        hung = store_with_redis_at(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        reader = OnlineFeatureReader(hung, c.PURCHASE_PROPENSITY_V1, timeout_s=0.1, retry_after_s=0.3)
+        with pytest.raises(ServiceUnavailableError, match="unreachable or too slow"):
+            reader.read([propensity_row(1, 1)])
+        with pytest.raises(ServiceUnavailableError, match="failed just now"):  # not asked: answered at once
+            reader.read([propensity_row(1, 1)])
+        time.sleep(0.35)
+        with pytest.raises(ServiceUnavailableError, match="unreachable or too slow"):  # asked again
+            reader.read([propensity_row(1, 1)])
