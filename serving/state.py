@@ -50,9 +50,10 @@ def freeze_startup_heap() -> int:
     """Collect once, then move every object alive now to the permanent generation (`gc.freeze`); returns how many.
 
     A worker holds ~1M long-lived objects after start-up (Feast's registry protos, pandas, ONNX Runtime bindings).
-    Every full collection walks all of them again: a pause of tens of ms that lands on whichever request allocated
-    the object that triggered it, i.e. on the p99. Frozen objects are never scanned; they are not freed either,
-    which is what start-up state is for (CPython's docs recommend this before forking or serving)."""
+    Every full collection walks all of them again: a ~150 ms pause (measured, reports/perf-notes.md) that lands on
+    whichever request allocated the object that triggered it. Frozen objects are never scanned; they are not freed
+    either, which suits state that lives as long as the worker (CPython documents `gc.freeze` for the same reason
+    before `fork()`)."""
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()
