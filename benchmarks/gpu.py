@@ -28,6 +28,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import onnxruntime as ort
 
 if __package__ in (None, ""):  # run as a file (`python benchmarks/gpu.py` on the GPU host): the repo root's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.runtime import cuda_options, preload_cuda_libraries
+from serving.runtime import cuda_options, nvidia_device_present, preload_cuda_libraries
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -181,13 +182,18 @@ def bench_cuda_graph(
         return Row(model, CUDA, "cuda_graph", batch, note=f"not supported: {str(exc).splitlines()[0][:160]}")
 
 
-def parity(cpu: ort.InferenceSession, cuda: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> float:
+def max_abs_diff(expected: Sequence[Any], got: Sequence[Any]) -> float:
+    """The largest absolute difference over the float outputs (labels and ids are skipped), output by output."""
     diffs = [
         float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
-        for a, b in zip(cpu.run(None, feeds), cuda.run(None, feeds), strict=True)
+        for a, b in zip(expected, got, strict=True)
         if np.issubdtype(np.asarray(a).dtype, np.floating)
     ]
     return max(diffs) if diffs else 0.0
+
+
+def parity(cpu: ort.InferenceSession, cuda: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> float:
+    return max_abs_diff(cpu.run(None, feeds), cuda.run(None, feeds))
 
 
 def bench_model(report: Report, model: str, path: Path, batches: list[int], seconds: float, threads: int) -> None:
@@ -197,7 +203,7 @@ def bench_model(report: Report, model: str, path: Path, batches: list[int], seco
     cuda_problem = ""
     if CUDA not in report.available_providers:
         cuda_problem = "CUDAExecutionProvider is not in this onnxruntime build (install onnxruntime-gpu)"
-    elif not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version")):
+    elif not nvidia_device_present():
         cuda_problem = "no NVIDIA GPU on this host (onnxruntime-gpu lists CUDA on every host)"
     else:
         try:

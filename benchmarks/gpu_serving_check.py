@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 if __package__ in (None, ""):  # run as a file on the GPU host: the repo root's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.gpu import PARITY_TOLERANCE, make_inputs
+from benchmarks.gpu import PARITY_TOLERANCE, make_inputs, max_abs_diff
 from serving.providers import CPU, CUDA, POLICIES, place
 from serving.runtime import ModelRuntime, nvidia_device_present, preload_cuda_libraries
 
@@ -35,11 +35,8 @@ def check(path: Path, framework: str, policy: str, batch: int, crossover: int) -
     reference = ort.InferenceSession(str(path), providers=[CPU])
     feeds = make_inputs(reference, batch, np.random.default_rng(0))
     got = runtime.run(feeds)
-    expected = dict(zip([o.name for o in reference.get_outputs()], reference.run(None, feeds), strict=True))
-    diff = max(
-        (float(np.max(np.abs(got[k].astype(np.float64) - v))) for k, v in expected.items() if v.dtype.kind == "f"),
-        default=0.0,
-    )
+    names = [o.name for o in reference.get_outputs()]
+    diff = max_abs_diff(reference.run(names, feeds), [got[name] for name in names])
     ok = diff <= PARITY_TOLERANCE and (runtime.provider == CUDA or not placement.gpu_expected)
     return {"provider": runtime.provider, "placement": placement.describe(), "max_abs_diff_vs_cpu": diff, "ok": ok}
 

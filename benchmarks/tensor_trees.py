@@ -28,7 +28,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-PARITY_TOLERANCE = 1e-4
+from benchmarks.gpu import PARITY_TOLERANCE, parity
+
 TREE_OPS = {"TreeEnsembleClassifier", "TreeEnsembleRegressor"}
 
 
@@ -83,12 +84,7 @@ def convert(src: Path, dst: Path, strategy: str, rows: int = 4096) -> float:
     helper.set_model_props(exported, {**{p.key: p.value for p in model.metadata_props}, "journey.trees_as": strategy})
     onnx.save(exported, str(candidate))
     tensor = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
-    feeds = {feature.name: sample}
-    worst = max(
-        float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-        for a, b in zip(reference.run(None, feeds), tensor.run(None, feeds), strict=True)
-        if np.issubdtype(a.dtype, np.floating)
-    )
+    worst = parity(reference, tensor, {feature.name: sample})
     if worst > PARITY_TOLERANCE:
         candidate.unlink()
         return worst
