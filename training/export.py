@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import logging
 import warnings
@@ -32,6 +31,7 @@ import numpy as np
 import onnx
 
 from journey.errors import InvalidInputError, JourneyError
+from journey.registry import sha256_of  # the hash the registry checks at registration, computed the same way
 
 if TYPE_CHECKING:
     import torch
@@ -140,7 +140,7 @@ def export_xgboost(
             max_abs_diff=diffs,
         )
         _write_metadata(staging, report, feature_order=list(feature_names))
-    return replace(report, sha256=_sha256(path))
+    return replace(report, sha256=sha256_of(path))
 
 
 def export_torch(
@@ -195,7 +195,7 @@ def export_torch(
             max_abs_diff=diffs,
         )
         _write_metadata(staging, report, feature_order=input_names)
-    return replace(report, sha256=_sha256(path))
+    return replace(report, sha256=sha256_of(path))
 
 
 def check_parity(
@@ -382,11 +382,3 @@ def _max_abs_diff(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> floa
         diff[np.isnan(a) & np.isnan(b)] = 0.0
         worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
     return worst
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
