@@ -1352,6 +1352,32 @@ def _bentoml_models() -> ModuleType:
     return bentoml.models
 
 
+def _add_audit(
+    session: Session,
+    kind: AuditKind,
+    action: str,
+    name: str,
+    version: int,
+    actor: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    detail: str,
+) -> None:
+    session.add(
+        AuditRow(
+            at=datetime.now(UTC),
+            actor=actor,
+            action=action,
+            name=name,
+            version=version,
+            before=before,
+            after=after,
+            detail=detail,
+            kind=kind.value,
+        )
+    )
+
+
 def _audit(
     session: Session,
     row: ModelVersionRow,
@@ -1361,18 +1387,7 @@ def _audit(
     after: dict[str, Any] | None,
     detail: str,
 ) -> None:
-    entry = AuditRow(
-        at=datetime.now(UTC),
-        actor=actor,
-        action=action,
-        name=row.name,
-        version=row.version,
-        before=before,
-        after=after,
-        detail=detail,
-        kind=AuditKind.MODEL.value,
-    )
-    session.add(entry)
+    _add_audit(session, AuditKind.MODEL, action, row.name, row.version, actor, before, after, detail)
 
 
 def _audit_route(
@@ -1385,19 +1400,7 @@ def _audit_route(
     after: dict[str, Any] | None,
     detail: str,
 ) -> None:
-    session.add(
-        AuditRow(
-            at=datetime.now(UTC),
-            actor=actor,
-            action=f"route_{action.value}",
-            name=endpoint,
-            version=revision,
-            before=before,
-            after=after,
-            detail=detail,
-            kind=AuditKind.ROUTE.value,
-        )
-    )
+    _add_audit(session, AuditKind.ROUTE, f"route_{action.value}", endpoint, revision, actor, before, after, detail)
 
 
 def _route_row(route: Route, revision: int, at: datetime, actor: str) -> RouteRow:
