@@ -60,20 +60,23 @@ def register_propensity(settings: Settings, tmp: Path, count: int, *, actor: str
     return versions
 
 
-def register_copy(settings: Settings, name: str, *, actor: str = "test") -> ModelVersion:
+def register_copy(
+    settings: Settings, name: str, *, actor: str = "test", source: Settings | None = None
+) -> ModelVersion:
     """The production version of `name` registered again as a new (staging) version: the cheapest second version
-    a routing test can send traffic to (same scores, its own version number and variant)."""
-    with Registry(settings) as registry:
-        source = registry.get(name, "production")
+    a routing test can send traffic to (same scores, its own version number and variant). With `source`, the
+    production version of that registry is copied into the one of `settings` (a deployment of its own)."""
+    with Registry(source or settings) as origin, Registry(settings) as registry:
+        source_version = origin.get(name, "production")
         return registry.register(
-            name=source.name,
-            onnx_path=registry.artifact_path(source),
-            expected_sha256=source.onnx_sha256,
-            framework=source.framework,
-            feature_service=source.feature_service,
-            metrics=source.metrics,
-            data_window=source.data_window,
-            params=source.params,
-            report_path=source.report_path,
+            name=source_version.name,
+            onnx_path=origin.artifact_path(source_version),
+            expected_sha256=source_version.onnx_sha256,
+            framework=source_version.framework,
+            feature_service=source_version.feature_service,
+            metrics=source_version.metrics,
+            data_window=source_version.data_window,
+            params=source_version.params,
+            report_path=source_version.report_path,
             actor=actor,
         )

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pytest
 
 from journey.settings import Profile, Settings
+from tests.factories.served import register_copy
 from tests.integration.conftest import drop_schema
 from tests.integration.feature_store.conftest import _reachable, drop_project, skip_or_fail
 
@@ -195,20 +196,9 @@ def prod_project(prod_services: None, shop: Shop, tmp_path_factory: pytest.TempP
     try:
         sessions = _generate(settings)
         _features_online(settings)
-        with Registry(shop.settings) as trained, Registry(settings) as registry:
-            for model in MODELS:
-                source = trained.get(model, "production")
-                version = registry.register(
-                    name=source.name,
-                    onnx_path=trained.artifact_path(source),
-                    expected_sha256=source.onnx_sha256,
-                    framework=source.framework,
-                    feature_service=source.feature_service,
-                    metrics=source.metrics,
-                    data_window=source.data_window,
-                    params=source.params,
-                    actor="integration-test",
-                )
+        for model in MODELS:
+            version = register_copy(settings, model, actor="integration-test", source=shop.settings)
+            with Registry(settings) as registry:
                 registry.promote(model, version.version, "integration-test")
         yield ProdProject(settings, env_of(settings), sessions)
     finally:
