@@ -43,7 +43,7 @@ install: $(STAMP) ## Create .venv (pip), install torch 2.13.0 (CPU) first, then 
 		exit $$status; \
 	fi
 
-demo: install ## Generate demo data, build features, feast apply, materialise, train + register both models, map the journey, serve
+demo: install ## Generate demo data, build features, feast apply, materialise, train + register the three models, map the journey, serve
 	$(BIN)/journey data generate --dataset demo --replace
 	@if [ -d "$(DATASETS)" ]; then \
 		$(BIN)/journey data import $(DATASETS)/retailrocket_sample/events.csv.gz --format retailrocket \
@@ -56,6 +56,7 @@ demo: install ## Generate demo data, build features, feast apply, materialise, t
 	$(BIN)/journey features materialize
 	$(BIN)/journey train propensity --dataset demo --promote
 	$(BIN)/journey train next-action --dataset demo --promote
+	$(BIN)/journey train next-item --dataset demo --promote
 	$(BIN)/journey analyze --dataset demo
 	$(MAKE) serve
 
@@ -74,14 +75,14 @@ down: ## Stop the compose stack (keeps its volumes; `docker compose -f infra/com
 
 # Each sample gets its own data and reports dir, so the demo's features and registry stay as they are. A refusal
 # (too few rows, a single class on the test days) is reported and the next model/sample goes on.
-evaluate-real: install ## Train and evaluate both models on each real public sample (reports/real/<name>/)
+evaluate-real: install ## Train and evaluate the three models on each real public sample (reports/real/<name>/)
 	@for sample in $(REAL_SAMPLES); do \
 		IFS=: read -r name format file <<< "$$sample"; \
 		export JOURNEY_DATA_DIR="$(CURDIR)/data/real/$$name" JOURNEY_REPORTS_DIR="$(CURDIR)/reports/real/$$name"; \
 		echo "== $$name"; \
 		$(BIN)/journey data import "$(DATASETS)/$$file" --format "$$format" --dataset "$$name" --replace || exit 1; \
 		$(BIN)/journey features build --dataset "$$name" && $(BIN)/journey features apply >/dev/null || exit 1; \
-		for model in propensity next-action; do \
+		for model in propensity next-action next-item; do \
 			$(BIN)/journey train "$$model" --dataset "$$name" || echo "$$name: $$model refused (see above)"; \
 		done; \
 	done

@@ -11,6 +11,7 @@ from journey.contracts import (
     JOURNEY_PROFILE_V1,
     JOURNEY_SESSION_V1,
     NEXT_ACTION_V1,
+    NEXT_ITEM_V1,
     PURCHASE_PROPENSITY_V1,
     SESSION_ACTIVITY_FEATURES,
 )
@@ -36,6 +37,14 @@ next_action_v1 = FeatureService(
     features=[user_activity, session_activity[list(SESSION_ACTIVITY_FEATURES)]],
     description="PyTorch next action/intent: the session's last events plus the user's behaviour.",
     tags={"model": "next_action", "version": "1"},
+)
+
+next_item_v1 = FeatureService(
+    name=NEXT_ITEM_V1,
+    # keyed by session: a recommendation needs what this session looked at, not the user's history
+    features=[session_activity[["session_last_item_ids", "session_last_event_types"]]],
+    description="PyTorch next item (GRU4Rec-style recommender): the session's last items and event types.",
+    tags={"model": "next_item", "version": "1"},
 )
 
 journey_profile_v1 = FeatureService(

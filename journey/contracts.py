@@ -27,6 +27,7 @@ USER_PROFILE: Final = "user_profile"  # written by `journey analyze` (training/p
 # Feature services: model contracts
 PURCHASE_PROPENSITY_V1: Final = "purchase_propensity_v1"
 NEXT_ACTION_V1: Final = "next_action_v1"
+NEXT_ITEM_V1: Final = "next_item_v1"  # the session's last items and event types: what the recommender reads
 JOURNEY_PROFILE_V1: Final = "journey_profile_v1"  # what /journey/{user_id} reads: user_profile + the daily stage
 JOURNEY_SESSION_V1: Final = "journey_session_v1"  # and, given ?session_id=, that session's last events
 

@@ -28,6 +28,13 @@ Serving, for a registered next-action version (the spec is in its params, as tra
     columns = reader.read([{"user_id": 12, "session_id": "12-1788220800000"}])   # next_action_v1, dict of lists
     (probabilities,) = session.run(["probabilities"], next_action_inputs(columns, spec))   # [n, 5]
 
+Next-item inputs (`next_item_inputs`), the same window of the session's last T events, right-padded:
+
+    item_ids          int64   [n, T]     the shop's own item ids (0 after `lengths`): the recommender's graph maps
+                                         them onto its vocabulary itself and answers in item ids too
+    event_types       int64   [n, T]     as for next action
+    lengths           int64   [n]        valid steps; 0 for a session the online store does not know
+
 Hashing is a fixed arithmetic mix (splitmix64's output, the id as its state), never Python's `hash()`: the buckets
 must be the same in every process, on every host, for the model's whole life.
 """
@@ -65,6 +72,9 @@ NEXT_ACTION_INPUT_NAMES: Final = (
     "dense",
 )
 NEXT_ACTION_OUTPUT_NAME: Final = "probabilities"
+NEXT_ITEM_INPUT_NAMES: Final = ("item_ids", "event_types", "lengths")
+NEXT_ITEM_OUTPUT_NAMES: Final = ("recommended_item_ids", "scores")  # [n, top_k] each, best first
+NEXT_ITEM_SOURCE_FEATURES: Final = (ITEMS, TYPES)
 INPUT_SPEC_VERSION: Final = 1
 DEFAULT_DENSE_FEATURES: Final = tuple(
     name
@@ -355,3 +365,81 @@ def _seen_before(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
         same = (chunk[:, :, None] == chunk[:, None, :]) & earlier & ok[:, None, :]
         out[start : start + _CHUNK_ROWS] = same.any(axis=2) & ok
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Next item
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextItemInputSpec:
+    """What shapes the recommender's inputs and outputs; saved with the model so serving rebuilds them exactly.
+
+    `top_k` is the number of items the graph returns per row (a request asks for at most that many).
+    """
+
+    seq_len: int = 12
+    top_k: int = 50
+    event_types: tuple[str, ...] = EVENT_TYPES
+    version: int = INPUT_SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.seq_len <= LAST_N_EVENTS:
+            raise InvalidInputError(
+                f"seq_len must be in 1..{LAST_N_EVENTS} (the session lists hold at most that many events)",
+                field="seq_len",
+                value=self.seq_len,
+            )
+        if self.top_k < 1:
+            raise InvalidInputError("top_k must be >= 1", field="top_k", value=self.top_k)
+        current = {"event_types": EVENT_TYPES, "version": INPUT_SPEC_VERSION}
+        for name, expected in current.items():
+            if getattr(self, name) != expected:
+                raise InvalidInputError(
+                    f"input spec {name} {getattr(self, name)!r} differs from this code's {expected!r}: the model was "
+                    "built for another version of journey.model_inputs",
+                    field=name,
+                    value=getattr(self, name),
+                )
+
+    @property
+    def type_vocab_size(self) -> int:
+        return len(self.event_types) + 2
+
+    @property
+    def source_features(self) -> tuple[str, ...]:
+        return NEXT_ITEM_SOURCE_FEATURES
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NextItemInputSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown input spec key {unknown[0]!r}", field=unknown[0])
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+def next_item_inputs(columns: Columns, spec: NextItemInputSpec) -> dict[str, np.ndarray]:
+    """The recommender's named inputs (see the module docstring) for next_item_v1 feature columns.
+
+    The same windowing as `next_action_inputs`: the newest `seq_len` events, a session the store does not know
+    (None/NaN lists) gets `lengths` 0; an event-type list of another length than the item list counts as unknown.
+    """
+    rows = _row_count(columns)
+    item_values, sizes = _flatten(columns, ITEMS, rows)
+    steps = _Steps.of(sizes, spec.seq_len)
+    codes = {kind: code for code, kind in enumerate(spec.event_types, start=1)}
+    unknown = len(spec.event_types) + 1
+    type_values, type_sizes = _flatten(columns, TYPES, rows)
+    type_codes = np.fromiter((codes.get(v, unknown) for v in type_values), dtype=np.int64, count=len(type_values))
+    return {
+        "item_ids": steps.window(_as_int64(item_values, ITEMS), sizes, 0),
+        "event_types": np.where(steps.valid, steps.window(type_codes, type_sizes, unknown), PAD),
+        "lengths": steps.lengths,
+    }

@@ -8,6 +8,7 @@ One row is one decision a model is asked to make online, at the decision time t 
                             item's last price seen at or before t; `request_ts` is t in unix seconds.
     next_action_v1          the session right after its k-th event, at that event's time t. label = type of event
                             k+1 (view / add_to_cart / remove_from_cart / purchase), or `exit` when k is the last.
+    next_item_v1            the same instants, for the k that have an event k+1: label = the item of event k+1.
 
 Why no feature can see its label (a test recomputes the features from raw events to check it):
 
@@ -18,10 +19,10 @@ Why no feature can see its label (a test recomputes the features from raw events
   event's time; the join at t therefore gives the state after every session event with timestamp <= t. That
   includes the event at t itself, which is what the online path serves too (`/events` pushes the state before the
   model is asked about the next step).
-- labels use only events with a timestamp strictly after t. next_action drops the examples whose next event has
-  the same timestamp as event k: the state "at t" would already contain the label event. Examples whose label
-  window reaches past the end of the data are dropped too (censored: the session may go on, the purchase may come
-  later), so a missing event is never read as a negative label.
+- labels use only events with a timestamp strictly after t. next_action and next_item drop the examples whose next
+  event has the same timestamp as event k: the state "at t" would already contain the label event. Examples whose
+  label window reaches past the end of the data are dropped too (censored: the session may go on, the purchase may
+  come later), so a missing event is never read as a negative label.
 
 Sampling keeps training fast: at most `max_per_session` examples per session (uniform within the session, which
 also caps bots' long sessions) and `max_examples` overall, drawn with a seed; `row_id` numbers the examples in time
@@ -59,7 +60,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from journey.contracts import ITEM, NEXT_ACTION_V1, PURCHASE_PROPENSITY_V1, SESSION, SESSION_ACTIVITY, USER
+from journey.contracts import (
+    ITEM,
+    NEXT_ACTION_V1,
+    NEXT_ITEM_V1,
+    PURCHASE_PROPENSITY_V1,
+    SESSION,
+    SESSION_ACTIVITY,
+    USER,
+)
 from journey.datasets.store import DatasetStore
 from journey.errors import InvalidInputError
 from journey.events import EVENT_TYPES
@@ -247,6 +256,36 @@ def next_action_entities(
     tie = same & (df[LABEL_TIMESTAMP] == df["event_timestamp"]).to_numpy()
     censored = ~same & _open_sessions(df, end, session_timeout).to_numpy()
     sampled = _sample(df[~tie & ~censored], max_per_session, max_examples, seed)
+    return _finish(sampled, ["event_id", TIMESTAMP, USER, SESSION, LABEL, LABEL_TIMESTAMP])
+
+
+def next_item_entities(
+    events: pa.Table,
+    *,
+    session_timeout: timedelta = timedelta(minutes=30),
+    max_per_session: int | None = DEFAULT_MAX_PER_SESSION,
+    max_examples: int | None = DEFAULT_MAX_EXAMPLES,
+    seed: int = 0,
+    data_end: datetime | None = None,
+) -> pd.DataFrame:
+    """One example per event k of a session that has an event k+1: label = the item of event k+1.
+
+    Dropped, as for next action: examples whose next event has the same timestamp (the state at t would include
+    it). The session's last event has no next item and makes no example (`timeout` and `data_end` therefore do not
+    matter here; they are accepted so every builder takes the same options).
+
+    Columns: row_id, event_id, event_timestamp, user_id, session_id, label (the next item_id, int64),
+    label_timestamp.
+    """
+    del session_timeout, data_end
+    df = _events_frame(events)
+    same = (df[SESSION].shift(-1) == df[SESSION]).to_numpy()
+    df[LABEL_TIMESTAMP] = df["event_timestamp"].shift(-1)
+    df[LABEL] = df[ITEM].shift(-1)
+    keep = same & (df[LABEL_TIMESTAMP] != df["event_timestamp"]).to_numpy()
+    labelled = df[keep].copy()
+    labelled[LABEL] = labelled[LABEL].astype(np.int64)
+    sampled = _sample(labelled, max_per_session, max_examples, seed)
     return _finish(sampled, ["event_id", TIMESTAMP, USER, SESSION, LABEL, LABEL_TIMESTAMP])
 
 
@@ -518,7 +557,13 @@ EntityBuilder: TypeAlias = Callable[..., pd.DataFrame]
 ENTITY_BUILDERS: Final[dict[str, EntityBuilder]] = {
     PURCHASE_PROPENSITY_V1: propensity_entities,
     NEXT_ACTION_V1: next_action_entities,
+    NEXT_ITEM_V1: next_item_entities,
 }
+
+
+def _top_share(labels: pd.Series) -> float:
+    """Share of the examples whose label is the most frequent item (how much a popularity guess gets right)."""
+    return round(float(labels.value_counts(normalize=True).iloc[0]), 6) if len(labels) else 0.0
 
 
 def build_training_set(
@@ -562,13 +607,19 @@ def build_training_set(
     entities = builder(events, **options)
     entities_s = time.perf_counter() - started
     frame, stats = _retrieve(store, service, entities, DEFAULT_BATCH_ROWS)
-    labels = frame[LABEL].value_counts().sort_index()
+    if service == NEXT_ITEM_V1:  # one label per item: the counts would be the catalogue, not a summary
+        label_summary: dict[str, Any] = {
+            "distinct_items": int(frame[LABEL].nunique()),
+            "top_item_share": _top_share(frame[LABEL]),
+        }
+    else:
+        label_summary = {str(k): int(v) for k, v in frame[LABEL].value_counts().sort_index().items()}
     meta: dict[str, Any] = {
         "dataset": dataset,
         "service": service,
         "events": events.num_rows,
         "rows": len(frame),
-        "labels": {str(k): int(v) for k, v in labels.items()},
+        "labels": label_summary,
         "time_window": {
             "start": frame[TIMESTAMP].min().isoformat() if len(frame) else None,
             "end": frame[TIMESTAMP].max().isoformat() if len(frame) else None,

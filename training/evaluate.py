@@ -5,7 +5,9 @@
 
 Binary tasks (propensity): ROC-AUC, PR-AUC (average precision), log loss, Brier score, lift and gain in the top 10%
 of scores, a calibration curve. Multi-class tasks (next action): accuracy, macro-F1, log loss where the candidate
-gives probabilities, per-class precision/recall/F1 and a confusion matrix per candidate. Plots use matplotlib's
+gives probabilities, per-class precision/recall/F1 and a confusion matrix per candidate. Ranking tasks (next item:
+each candidate's scores are its recommended item ids, best first): hit rate at 10 and 20 (the next item is in the
+list), MRR at 20 and the number of distinct items recommended, with a hit-rate-at-k curve. Plots use matplotlib's
 object API (`Figure`), not pyplot: no global state, safe inside a server or a test run.
 """
 
@@ -39,11 +41,12 @@ Metrics = dict[str, float | None]
 class Evaluation:
     """Metrics per candidate (model first), and the model's per-class table for multi-class tasks."""
 
-    task: str  # "binary" or "multiclass"
+    task: str  # "binary", "multiclass" or "ranking"
     metrics: dict[str, Metrics]
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
-    # model minus each baseline on the headline metric (ROC-AUC / accuracy): mean and 95% paired bootstrap interval
+    # model minus each baseline on the headline metric (ROC-AUC / accuracy / hit rate at 20): mean and 95% paired
+    # bootstrap interval
     versus_baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def model_metrics(self, run: TrainingRun) -> Metrics:
@@ -134,6 +137,36 @@ def _accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == labels))
 
 
+RANKING_CUTOFFS: Final = (10, 20)
+
+
+def _rank_of_label(labels: np.ndarray, recommended: np.ndarray) -> np.ndarray:
+    """1-based position of each row's label in its list; 0 when it is not there."""
+    hits = recommended == labels[:, None]
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+
+
+def hit_rate(labels: np.ndarray, recommended: np.ndarray, k: int = RANKING_CUTOFFS[-1]) -> float:
+    """Share of rows whose next item is in the first `k` recommended (recall at k with one relevant item)."""
+    ranks = _rank_of_label(labels, recommended[:, :k])
+    return float((ranks > 0).mean()) if len(ranks) else float("nan")
+
+
+def mrr(labels: np.ndarray, recommended: np.ndarray, k: int = RANKING_CUTOFFS[-1]) -> float:
+    """Mean reciprocal rank of the next item within the first `k` (0 when it is not there)."""
+    ranks = _rank_of_label(labels, recommended[:, :k])
+    return float(np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0).mean()) if len(ranks) else float("nan")
+
+
+def _ranking_metrics(labels: np.ndarray, recommended: np.ndarray) -> Metrics:
+    metrics: Metrics = {f"hit_rate@{k}": hit_rate(labels, recommended, k) for k in RANKING_CUTOFFS}
+    last = RANKING_CUTOFFS[-1]
+    metrics[f"mrr@{last}"] = mrr(labels, recommended, last)
+    shown = recommended[:, :last]
+    metrics[f"distinct_items@{last}"] = float(len(np.unique(shown[shown >= 0])))
+    return metrics
+
+
 def paired_bootstrap(
     labels: np.ndarray,
     model: np.ndarray,
@@ -167,6 +200,10 @@ def _versus(
 def evaluate(run: TrainingRun) -> Evaluation:
     """Score every candidate of the run on its test labels, and the model against each baseline."""
     labels = np.asarray(run.labels, dtype=np.int64)
+    if not run.classes:  # ranking: scores are recommended item ids
+        metrics = {c.name: _ranking_metrics(labels, c.scores) for c in run.candidates}
+        versus = {f"{name} (hit rate@{RANKING_CUTOFFS[-1]})": v for name, v in _versus(run, labels, hit_rate).items()}
+        return Evaluation("ranking", metrics, versus_baselines=versus)
     if len(run.classes) == 2 and all(c.scores.ndim == 1 for c in run.candidates):
         metrics = {c.name: _binary_metrics(labels, c.scores) for c in run.candidates}
         return Evaluation("binary", metrics, versus_baselines=_versus(run, labels, _auc))
@@ -256,6 +293,20 @@ def _confusion_plots(run: TrainingRun, evaluation: Evaluation, out_dir: Path) ->
     return {"Confusion matrices (share of each actual class)": _save(fig, out_dir / "confusion.png")}
 
 
+def _hit_rate_plot(run: TrainingRun, out_dir: Path) -> dict[str, str]:
+    labels = np.asarray(run.labels, dtype=np.int64)
+    fig = _figure()
+    ax = fig.subplots()
+    for c in run.candidates:
+        ks = np.arange(1, c.scores.shape[1] + 1)
+        ranks = _rank_of_label(labels, c.scores)
+        curve = [(ranks > 0) & (ranks <= k) for k in ks]
+        ax.plot(ks, [float(hit.mean()) for hit in curve], label=f"{c.name} (model)" if c.is_model else c.name)
+    ax.set(title="Hit rate at k (the next item is in the first k)", xlabel="k", ylabel="hit rate", ylim=(0, None))
+    ax.legend()
+    return {"Hit rate at k": _save(fig, out_dir / "hit_rate_at_k.png")}
+
+
 def _history_plot(run: TrainingRun, out_dir: Path) -> dict[str, str]:
     curves = {k: v for k, v in run.history.items() if v and "loss" in k}
     if not curves:
@@ -318,7 +369,7 @@ def _export_section(run: TrainingRun) -> list[str]:
     parity = ", ".join(f"batch {k}: {v:.2e}" for k, v in sorted(e.max_abs_diff.items()))
     return [
         f"- ONNX `{e.path.name}`, sha256 `{e.sha256}`, exporter {e.exporter}",
-        f"- inputs {list(e.input_names)}, outputs {list(e.output_names)}, {len(run.feature_order)} dense features",
+        f"- inputs {list(e.input_names)}, outputs {list(e.output_names)}, {len(run.feature_order)} feature columns",
         f"- parity vs the native model (max abs diff): {parity}",
     ]
 
@@ -329,7 +380,10 @@ def _render(
     lines = [f"# {run.model_name} v{version}", "", "## Data", *_data_section(run, training_meta), ""]
     lines += ["## Test metrics (model and baselines, same test days)", "", *_metrics_table(run, evaluation), ""]
     if evaluation.versus_baselines:
-        headline = "ROC-AUC" if evaluation.task == "binary" else "accuracy (higher is better) and log loss (lower)"
+        headline = {
+            "binary": "ROC-AUC",
+            "ranking": f"hit rate at {RANKING_CUTOFFS[-1]}",
+        }.get(evaluation.task, "accuracy (higher is better) and log loss (lower)")
         rows = [
             [name, v["difference"], f"[{v['ci95_low']:.4f}, {v['ci95_high']:.4f}]"]
             for name, v in evaluation.versus_baselines.items()
@@ -370,6 +424,8 @@ def write_report(
     plots = _history_plot(run, out_dir)
     if evaluation.task == "binary":
         plots = {**_roc_pr_plots(run, out_dir), **_calibration_and_gain_plots(run, out_dir), **plots}
+    elif evaluation.task == "ranking":
+        plots = {**_hit_rate_plot(run, out_dir), **plots}
     else:
         plots = {**_confusion_plots(run, evaluation, out_dir), **plots}
     report = out_dir / REPORT_FILE

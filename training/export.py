@@ -2,6 +2,8 @@
 
     export_xgboost(model, feature_names, holdout, path)       XGBClassifier -> onnxmltools (opset 15), input "features"
     export_torch(module, example_inputs, holdout, path, ...)  nn.Module -> torch.onnx dynamo exporter (legacy fallback)
+    export_recommender(module, vocabulary, holdout, path, ...) a top-k module over vocabulary indices -> a graph that
+                                                              takes and returns the shop's item ids (vocabulary in it)
     read_metadata(path)                                       the `metadata_props` serving reads (names, feature order)
 
 Why a parity check on every export: a converted graph can run and still be wrong (float32 thresholds moving samples
@@ -55,7 +57,13 @@ EXPORTER_ONNXMLTOOLS = "onnxmltools"
 EXPORTER_TORCH_DYNAMO = "torch.onnx.dynamo"
 EXPORTER_TORCH_LEGACY = "torch.onnx.legacy"
 
+RECOMMENDER_INPUT_NAMES = ("item_ids", "event_types", "lengths")
+RECOMMENDER_OUTPUT_NAMES = ("recommended_item_ids", "scores")
+_INDEX_INPUT, _INDEX_OUTPUT, _ID_TABLE = "item_index", "top_indices", "vocabulary_item_ids"
+ONNX_ML_DOMAIN, ONNX_ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys and values
+
 NativeFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+CompareFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], float]
 
 
 @dataclass(frozen=True)
@@ -198,14 +206,139 @@ def export_torch(
     return replace(report, sha256=sha256_of(path))
 
 
+def export_recommender(
+    module: torch.nn.Module,
+    vocabulary: np.ndarray,
+    holdout: dict[str, np.ndarray],
+    path: Path,
+    *,
+    native: NativeFn,
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Export a module `(item_index, event_types, lengths) -> (top_indices, scores)` over vocabulary indices
+    (index i + 1 is item `vocabulary[i]`, 0 any other item) as a graph over the shop's item ids.
+
+    The torch graph is wrapped in two ONNX nodes: a LabelEncoder in front (item id -> index, 0 when unknown) and a
+    Gather behind (index -> item id), so the file alone answers in item ids. `native` (the trained module with the
+    same mapping in numpy) is what parity compares against, on the raw-id `holdout` (RECOMMENDER_INPUT_NAMES), at
+    the held-out batch and at 1, 7 and 1024 rows: scores within `tolerance`, ids equal except inside a tie.
+    """
+    import torch
+
+    if set(holdout) != set(RECOMMENDER_INPUT_NAMES):
+        raise InvalidInputError(
+            f"holdout inputs {sorted(holdout)} differ from {list(RECOMMENDER_INPUT_NAMES)}", field="holdout"
+        )
+    feeds = {name: np.ascontiguousarray(holdout[name], dtype=np.int64) for name in RECOMMENDER_INPUT_NAMES}
+    example_rows = max(2, min(8, len(feeds["lengths"])))  # torch.export specialises a size-1 axis
+    example = {name: _resize_rows(values, example_rows) for name, values in feeds.items()}
+    args = (
+        torch.zeros(example["item_ids"].shape, dtype=torch.int64),
+        *(torch.from_numpy(example[name]) for name in RECOMMENDER_INPUT_NAMES[1:]),
+    )
+    module.eval()
+    index_names = [_INDEX_INPUT, *RECOMMENDER_INPUT_NAMES[1:]]
+    with _staged(path) as staging:
+        exporter = _torch_onnx_export(module, args, staging, index_names, [_INDEX_OUTPUT, "scores"])
+        onnx_model = onnx.load(str(staging))
+        _remove_side_files(staging)
+        onnx.save_model(_with_vocabulary(onnx_model, vocabulary), str(staging), save_as_external_data=False)
+        diffs = check_parity(staging, native, feeds, tolerance=tolerance, compare=_ranking_diff(tolerance))
+        report = ExportReport(
+            path=path,
+            sha256="",
+            framework="torch",
+            exporter=exporter,
+            input_names=RECOMMENDER_INPUT_NAMES,
+            output_names=RECOMMENDER_OUTPUT_NAMES,
+            max_abs_diff=diffs,
+        )
+        _write_metadata(staging, report, feature_order=RECOMMENDER_INPUT_NAMES)
+    return replace(report, sha256=sha256_of(path))
+
+
+def _with_vocabulary(model: onnx.ModelProto, vocabulary: np.ndarray) -> onnx.ModelProto:
+    """The index graph behind a LabelEncoder (item id -> index) and before a Gather (index -> item id)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    inputs = [i.name for i in graph.input]
+    outputs = [o.name for o in graph.output]
+    if _INDEX_INPUT not in inputs or outputs != [_INDEX_OUTPUT, "scores"]:
+        raise JourneyError(f"exported recommender has inputs {inputs} and outputs {outputs}")
+    ids = np.asarray(vocabulary, dtype=np.int64)
+    encode = helper.make_node(
+        "LabelEncoder",
+        [RECOMMENDER_INPUT_NAMES[0]],
+        [_INDEX_INPUT],
+        domain=ONNX_ML_DOMAIN,
+        keys_int64s=ids.tolist(),
+        values_int64s=list(range(1, len(ids) + 1)),
+        default_int64=0,
+    )
+    decode = helper.make_node("Gather", [_ID_TABLE, _INDEX_OUTPUT], [RECOMMENDER_OUTPUT_NAMES[0]], axis=0)
+    graph.initializer.append(numpy_helper.from_array(np.concatenate([[0], ids]).astype(np.int64), _ID_TABLE))
+    nodes = [encode, *graph.node, decode]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for value in graph.input:
+        if value.name == _INDEX_INPUT:
+            value.name = RECOMMENDER_INPUT_NAMES[0]
+    indices = next(o for o in graph.output if o.name == _INDEX_OUTPUT)
+    shape = [d.dim_param or d.dim_value for d in indices.type.tensor_type.shape.dim]
+    scores = copy.deepcopy(graph.output[1])
+    del graph.output[:]
+    graph.output.extend(
+        [helper.make_tensor_value_info(RECOMMENDER_OUTPUT_NAMES[0], TensorProto.INT64, shape or None), scores]
+    )
+    if not any(o.domain == ONNX_ML_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(ONNX_ML_DOMAIN, ONNX_ML_OPSET))
+    onnx.checker.check_model(model)
+    return model
+
+
+TIE_GAP = 1e-6  # scores closer than this may come out in either order (float32 noise between runtimes: ~1e-7)
+
+
+def _ranking_diff(tolerance: float) -> CompareFn:
+    """Max abs diff of the scores; infinite when an id differs outside a tie (a neighbour's score within TIE_GAP:
+    two runtimes may order near-equal items either way, and the last place may swap with the next, unseen one).
+
+    The tie gap is not `tolerance`: in a 20k-item softmax most places below the top few are within 1e-4 of each
+    other, and the id check would then guard only the first places."""
+
+    def compare(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> float:
+        if len(got) != 2 or len(want) != 2 or np.shape(got[0]) != np.shape(want[0]):
+            return float("inf")
+        diff = _max_abs_diff(got[1:], want[1:])
+        ids_got, ids_want, scores = np.asarray(got[0]), np.asarray(want[0]), np.asarray(want[1], dtype=np.float64)
+        if ids_got.size == 0:
+            return diff
+        gap = np.abs(np.diff(scores, axis=1))
+        tied = np.zeros(scores.shape, dtype=bool)
+        tied[:, :-1] |= gap <= TIE_GAP
+        tied[:, 1:] |= gap <= TIE_GAP
+        tied[:, -1] = True  # the k+1-th item, unseen here, may have the same score
+        return diff if bool(np.all((ids_got == ids_want) | tied)) else float("inf")
+
+    return compare
+
+
 def check_parity(
-    path: Path, native: NativeFn, holdout: Mapping[str, np.ndarray], *, tolerance: float
+    path: Path,
+    native: NativeFn,
+    holdout: Mapping[str, np.ndarray],
+    *,
+    tolerance: float,
+    compare: CompareFn | None = None,
 ) -> dict[int, float]:
     """Max abs diff between ONNX Runtime on `path` and `native`, per batch size; raise above `tolerance`.
 
     Batch sizes: the held-out batch as given, then 1, 7 and 1024 (held-out rows sliced or tiled). Outputs are
-    compared in graph order with `native`'s list; a shape mismatch or a NaN on one side only counts as infinite.
+    compared in graph order with `native`'s list (by `compare`, default the max abs diff over every output); a shape
+    mismatch or a NaN on one side only counts as infinite.
     """
+    compare = compare or _max_abs_diff
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=ORT_PROVIDERS)
@@ -219,7 +352,7 @@ def check_parity(
         feeds = {name: _resize_rows(values, batch) for name, values in holdout.items()}
         got = session.run(None, feeds)
         want = native(feeds)
-        diff = _max_abs_diff(got, want)
+        diff = compare(got, want)
         diffs[batch] = diff
         if not diff <= tolerance:
             raise InvalidInputError(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from journey.contracts import NEXT_ACTION_V1, PURCHASE_PROPENSITY_V1
+from journey.contracts import NEXT_ACTION_V1, NEXT_ITEM_V1, PURCHASE_PROPENSITY_V1
 from journey.errors import InvalidInputError
 from journey.settings import Settings
 from training.datasets import DEFAULT_MAX_EXAMPLES, Horizon, build_training_set, write_session_history
@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ModelKind = Literal["propensity", "next-action"]
-SERVICES: Final[dict[str, str]] = {"propensity": PURCHASE_PROPENSITY_V1, "next-action": NEXT_ACTION_V1}
+ModelKind = Literal["propensity", "next-action", "next-item"]
+SERVICES: Final[dict[str, str]] = {
+    "propensity": PURCHASE_PROPENSITY_V1,
+    "next-action": NEXT_ACTION_V1,
+    "next-item": NEXT_ITEM_V1,
+}
 Progress = Callable[[str, float], None]
 
 
@@ -80,6 +84,10 @@ def _trainer(kind: str) -> Callable[..., TrainingRun]:
         from training.propensity import train_propensity
 
         return train_propensity
+    if kind == "next-item":
+        from training.next_item import train_next_item
+
+        return train_next_item
     from training.next_action import train_next_action
 
     return train_next_action

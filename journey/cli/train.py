@@ -115,3 +115,17 @@ def next_action(
 ) -> None:
     """PyTorch GRU next action / exit on next_action_v1 (baselines: last-action repeat, first-order Markov)."""
     _train("next-action", dataset, seed, max_examples, build_features, promote)
+
+
+@app.command("next-item")
+@cli_errors
+def next_item(
+    dataset: DatasetOption = "demo",
+    seed: SeedOption = None,
+    max_examples: MaxExamplesOption = 200_000,
+    build_features: BuildOption = False,
+    promote: PromoteOption = False,
+) -> None:
+    """PyTorch GRU4Rec-style next item on next_item_v1, top-k in the ONNX graph (baselines: popularity,
+    item-to-item co-visitation)."""
+    _train("next-item", dataset, seed, max_examples, build_features, promote)

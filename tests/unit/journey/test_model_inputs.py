@@ -14,11 +14,14 @@ from journey.errors import InvalidInputError
 from journey.model_inputs import (
     DEFAULT_DENSE_FEATURES,
     NEXT_ACTION_INPUT_NAMES,
+    NEXT_ITEM_INPUT_NAMES,
     STEP_FEATURES,
     NextActionInputSpec,
+    NextItemInputSpec,
     feature_matrix,
     hash_buckets,
     next_action_inputs,
+    next_item_inputs,
     stable_hash,
 )
 
@@ -191,3 +194,105 @@ def test_the_spec_round_trips_through_json_and_refuses_what_this_code_cannot_bui
         NextActionInputSpec.from_dict({**data, "colour": "red"})
     with pytest.raises(InvalidInputError, match="seq_len"):
         NextActionInputSpec(seq_len=21)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Next-item inputs
+# --------------------------------------------------------------------------------------------------------------
+
+ITEM_SPEC = NextItemInputSpec(seq_len=4, top_k=5)
+UNKNOWN_TYPE = 5  # 1..4 are EVENT_TYPES in order
+
+
+def _item_columns(rows: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
+    """next_item_v1 columns as the online reader returns them (None: a session the store does not know)."""
+    keys = ("session_last_item_ids", "session_last_event_types")
+    return {key: [None if r is None else r.get(key) for r in rows] for key in keys}
+
+
+def test_next_item_inputs_keep_the_newest_items_right_padded_with_their_type_codes() -> None:
+    out = next_item_inputs(_item_columns([LONG, SHORT]), ITEM_SPEC)
+
+    assert tuple(out) == NEXT_ITEM_INPUT_NAMES
+    assert {k: v.dtype for k, v in out.items()} == dict.fromkeys(NEXT_ITEM_INPUT_NAMES, np.dtype(np.int64))
+    # the last 4 of 5 events, oldest first, as the shop's own item ids; "click" is an unknown type
+    assert out["item_ids"].tolist() == [[6, 7, 6, 6], [9, 0, 0, 0]]
+    assert out["event_types"].tolist() == [[1, 2, UNKNOWN_TYPE, 4], [1, 0, 0, 0]]
+    assert out["lengths"].tolist() == [4, 1]
+
+
+def test_next_item_inputs_of_an_unknown_or_empty_session_are_all_padding() -> None:
+    empty: dict[str, Any] = {"session_last_item_ids": [], "session_last_event_types": []}
+    out = next_item_inputs(_item_columns([None, empty, SHORT]), ITEM_SPEC)
+    assert out["lengths"].tolist() == [0, 0, 1]
+    assert not out["item_ids"][:2].any() and not out["event_types"][:2].any()
+    assert out["item_ids"][2].tolist() == [9, 0, 0, 0]
+
+
+def test_next_item_event_types_of_another_length_than_the_items_count_as_unknown() -> None:
+    stale = {"session_last_item_ids": [3, 4], "session_last_event_types": ["view"]}
+    untyped = {"session_last_item_ids": [8], "session_last_event_types": None}
+    out = next_item_inputs(_item_columns([LONG, stale, untyped, SHORT]), ITEM_SPEC)
+
+    assert out["lengths"].tolist() == [4, 2, 1, 1]
+    assert out["item_ids"][1].tolist() == [3, 4, 0, 0]  # the items still count
+    assert out["event_types"][1].tolist() == [UNKNOWN_TYPE, UNKNOWN_TYPE, 0, 0]
+    assert out["event_types"][2].tolist() == [UNKNOWN_TYPE, 0, 0, 0]
+    clean = next_item_inputs(_item_columns([LONG, SHORT]), ITEM_SPEC)
+    for name in NEXT_ITEM_INPUT_NAMES:  # the rows around them keep their own values
+        np.testing.assert_array_equal(out[name][[0, 3]], clean[name], err_msg=name)
+
+
+def test_next_item_inputs_are_the_same_from_a_frame_and_from_the_online_dict() -> None:
+    online = _item_columns([LONG, None, SHORT])
+    # Feast's historical retrieval: numpy arrays in object columns, NaN for an absent list
+    frame = pd.DataFrame(
+        {
+            "session_last_item_ids": pd.Series(
+                [np.nan if v is None else np.asarray(v, dtype=np.int64) for v in online["session_last_item_ids"]],
+                dtype=object,
+            ),
+            "session_last_event_types": pd.Series(
+                [np.nan if v is None else np.asarray(v, dtype=object) for v in online["session_last_event_types"]],
+                dtype=object,
+            ),
+        }
+    )
+
+    a, b = next_item_inputs(online, ITEM_SPEC), next_item_inputs(frame, ITEM_SPEC)
+
+    for name in NEXT_ITEM_INPUT_NAMES:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_next_item_inputs_name_a_missing_list_column() -> None:
+    columns = _item_columns([SHORT])
+    del columns["session_last_event_types"]
+    with pytest.raises(InvalidInputError, match="session_last_event_types") as raised:
+        next_item_inputs(columns, ITEM_SPEC)
+    assert raised.value.field == "session_last_event_types"
+
+
+def test_the_next_item_spec_round_trips_through_json() -> None:
+    data = json.loads(json.dumps(ITEM_SPEC.to_dict()))
+    assert data == {"seq_len": 4, "top_k": 5, "event_types": list(ITEM_SPEC.event_types), "version": 1}
+    assert NextItemInputSpec.from_dict(data) == ITEM_SPEC
+    assert ITEM_SPEC.source_features == ("session_last_item_ids", "session_last_event_types")
+    assert ITEM_SPEC.type_vocab_size == UNKNOWN_TYPE + 1  # pad, the known types, unknown
+
+
+def test_the_next_item_spec_refuses_unknown_keys_and_what_this_code_cannot_build() -> None:
+    data = ITEM_SPEC.to_dict()
+    with pytest.raises(InvalidInputError, match="colour") as unknown:
+        NextItemInputSpec.from_dict({**data, "colour": "red"})
+    assert unknown.value.field == "colour"
+    for seq_len in (0, 21):
+        with pytest.raises(InvalidInputError, match="seq_len") as bad_len:
+            NextItemInputSpec.from_dict({**data, "seq_len": seq_len})
+        assert bad_len.value.field == "seq_len"
+    with pytest.raises(InvalidInputError, match="top_k") as bad_k:
+        NextItemInputSpec.from_dict({**data, "top_k": 0})
+    assert bad_k.value.field == "top_k"
+    with pytest.raises(InvalidInputError, match="event_types") as types:
+        NextItemInputSpec.from_dict({**data, "event_types": ["view", "purchase"]})
+    assert types.value.field == "event_types"

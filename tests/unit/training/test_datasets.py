@@ -17,16 +17,18 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from journey.contracts import LAST_N_EVENTS, NEXT_ACTION_V1, PURCHASE_PROPENSITY_V1
+from journey.contracts import LAST_N_EVENTS, NEXT_ACTION_V1, NEXT_ITEM_V1, PURCHASE_PROPENSITY_V1
 from journey.datasets.store import DatasetStore
 from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.errors import InvalidInputError
 from journey.events import EVENT_SCHEMA
 from journey.settings import Profile, Settings
 from training.datasets import (
+    ENTITY_BUILDERS,
     EXIT,
     build_training_set,
     next_action_entities,
+    next_item_entities,
     propensity_entities,
     service_features,
     training_set,
@@ -143,6 +145,51 @@ def test_sampling_caps_sessions_and_total_reproducibly() -> None:
     assert list(total["row_id"]) == list(range(100))
 
 
+def test_next_item_labels_are_the_item_of_the_sessions_next_event() -> None:
+    frame = next_item_entities(HAND_MADE, max_per_session=None)
+    assert _labels(frame) == {"a1": 11, "a2": 10, "a3": 10, "a4": 12, "b1": 11}
+    assert frame["label"].dtype == np.int64
+    by_id = frame.set_index("event_id")
+    assert by_id.loc["a1", "label_timestamp"] == T0 + timedelta(minutes=1)
+    assert (frame["label_timestamp"] > frame["event_timestamp"]).all()  # strictly after the decision time
+    assert list(frame["row_id"]) == list(range(len(frame)))
+    assert frame["event_timestamp"].is_monotonic_increasing
+    assert list(frame.columns) == [
+        *("row_id", "event_id", "event_timestamp", "user_id", "session_id", "label", "label_timestamp"),
+    ]
+
+
+def test_next_item_drops_examples_whose_next_event_has_the_same_timestamp() -> None:
+    labels = _labels(next_item_entities(HAND_MADE, max_per_session=None))
+    assert "c1" not in labels  # c2 (same instant) would already be in the session state at t
+
+
+def test_a_sessions_last_event_makes_no_next_item_example_however_the_data_ends() -> None:
+    frame = next_item_entities(HAND_MADE, max_per_session=None)
+    assert not {"a5", "b0", "b2", "c2"} & set(frame["event_id"])  # last events of A, X (its only one), B and C
+    # nothing is censored: an example exists only where its label event was seen
+    early_end = next_item_entities(HAND_MADE, max_per_session=None, data_end=T0 + timedelta(minutes=310))
+    pd.testing.assert_frame_equal(early_end, frame)
+
+
+def test_next_item_sampling_caps_sessions_and_total_reproducibly() -> None:
+    events = generate(SyntheticConfig(n_users=200, days=5, seed=3)).events
+    everything = next_item_entities(events, max_per_session=None, max_examples=None)
+    capped = next_item_entities(events, max_per_session=2, max_examples=None, seed=1)
+    assert capped.groupby("session_id").size().max() == 2
+    assert everything.groupby("session_id").size().max() > 2
+    assert set(capped["event_id"]) <= set(everything["event_id"])
+    total = next_item_entities(events, max_per_session=2, max_examples=100, seed=1)
+    assert len(total) == 100
+    pd.testing.assert_frame_equal(total, next_item_entities(events, max_per_session=2, max_examples=100, seed=1))
+    assert not total.equals(next_item_entities(events, max_per_session=2, max_examples=100, seed=2))
+    assert list(total["row_id"]) == list(range(100))
+
+
+def test_next_item_v1_has_an_entity_builder() -> None:
+    assert ENTITY_BUILDERS[NEXT_ITEM_V1] is next_item_entities
+
+
 def test_bad_horizon_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="horizon"):
         propensity_entities(HAND_MADE, horizon="day")  # type: ignore[arg-type]
@@ -181,6 +228,12 @@ def propensity(env: tuple[Settings, Any, pd.DataFrame]) -> tuple[pd.DataFrame, d
 def next_action(env: tuple[Settings, Any, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, Any]]:
     settings, store, _ = env
     return build_training_set(DATASET, NEXT_ACTION_V1, settings, store=store)
+
+
+@pytest.fixture(scope="module")
+def next_item(env: tuple[Settings, Any, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    settings, store, _ = env
+    return build_training_set(DATASET, NEXT_ITEM_V1, settings, store=store)
 
 
 ENTITY_COLUMNS = {
@@ -344,7 +397,7 @@ def _sample(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([first, frame.drop(first.index).sample(SAMPLE - len(first), random_state=1)])
 
 
-def _check_no_leakage(frame: pd.DataFrame, recompute: Any) -> dict[str, int]:
+def _check_no_leakage(frame: pd.DataFrame, recompute: Any, per_row: int = 5) -> dict[str, int]:
     """Every sampled value equals the recomputation from events before the decision time; returns, per feature,
     how many rows a leaky recomputation (including events up to the label event) would have changed."""
     changed: dict[str, int] = {}
@@ -365,7 +418,7 @@ def _check_no_leakage(frame: pd.DataFrame, recompute: Any) -> dict[str, int]:
             leaky = recompute(row, label_ts + pd.Timedelta(microseconds=1), label_ts)
             for name, value in leaky.items():
                 changed[name] = changed.get(name, 0) + int(not _same(row[name], value))
-    assert checked >= SAMPLE * 5
+    assert checked >= SAMPLE * per_row
     return changed
 
 
@@ -420,3 +473,46 @@ def test_next_action_features_use_only_events_before_the_decision_time(
     assert changed["session_last_item_ids"] > 0
     assert changed["session_last_event_ts"] > 0
     assert changed["seconds_since_last_event"] > 0
+
+
+def test_next_item_training_set_has_the_session_lists_and_summarises_the_labels(
+    env: tuple[Settings, Any, pd.DataFrame], next_item: tuple[pd.DataFrame, dict[str, Any]]
+) -> None:
+    _, store, _ = env
+    frame, meta = next_item
+    entities = ["row_id", "event_id", "event_timestamp", "user_id", "session_id", "label", "label_timestamp"]
+    assert service_features(store, NEXT_ITEM_V1) == ["session_last_item_ids", "session_last_event_types"]
+    assert list(frame.columns) == [*entities, "session_last_item_ids", "session_last_event_types"]
+    assert meta["rows"] == len(frame) > 1_000
+    # one label per item would list the catalogue: a summary instead
+    assert meta["labels"] == {
+        "distinct_items": frame["label"].nunique(),
+        "top_item_share": pytest.approx(frame["label"].value_counts(normalize=True).iloc[0], abs=1e-6),
+    }
+    assert 0 < meta["labels"]["top_item_share"] < 1
+    assert meta["rows_missing_view"]["session_activity"] == 0  # every example has its session state
+
+
+def test_next_item_features_use_only_events_before_the_decision_time(
+    env: tuple[Settings, Any, pd.DataFrame], next_item: tuple[pd.DataFrame, dict[str, Any]]
+) -> None:
+    _, _, events = env
+    frame = next_item[0]
+
+    def recompute(row: pd.Series, snapshot: pd.Timestamp, upto: pd.Timestamp) -> dict[str, Any]:
+        mine = events[(events["session_id"] == row["session_id"]) & (events["event_timestamp"] <= upto)]
+        return {
+            "session_last_item_ids": list(mine["item_id"].tail(LAST_N_EVENTS)),
+            "session_last_event_types": list(mine["event_type"].tail(LAST_N_EVENTS)),
+        }
+
+    changed = _check_no_leakage(frame, recompute, per_row=2)
+    assert changed["session_last_item_ids"] > 0  # letting the label event in would show its item
+    by_event = events.set_index("event_id")
+    sample = frame.sample(SAMPLE, random_state=2)
+    for _, row in sample.iterrows():
+        later = events[
+            (events["session_id"] == row["session_id"]) & (events["event_timestamp"] > row["event_timestamp"])
+        ]
+        assert row["label"] == later.sort_values(["event_timestamp", "event_id"])["item_id"].iloc[0]
+        assert list(row["session_last_item_ids"])[-1] == by_event.loc[row["event_id"], "item_id"]

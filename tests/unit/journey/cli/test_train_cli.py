@@ -89,3 +89,13 @@ def test_too_few_events_exit_2_naming_the_row_count(settings: Settings) -> None:
     result = runner.invoke(app, ["train", "propensity", "--dataset", "tiny", "--build-features"])
     assert result.exit_code == 2, result.output
     assert "training examples" in result.output
+
+
+def test_train_help_lists_next_item_and_its_options() -> None:
+    listing = runner.invoke(app, ["train", "--help"])
+    assert listing.exit_code == 0 and "next-item" in listing.output
+    result = runner.invoke(app, ["train", "next-item", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "next_item_v1" in result.output
+    for option in ("--dataset", "--seed", "--max-examples", "--promote"):
+        assert option in result.output, option
