@@ -106,7 +106,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REGISTER_ATTEMPTS = 5
 # Which model answers each routed endpoint: a route of `predict_purchase` may only name purchase_propensity versions.
 ENDPOINT_MODELS: Final[Mapping[str, str]] = MappingProxyType(
-    {"predict_purchase": "purchase_propensity", "predict_next_action": "next_action"}
+    {"predict_purchase": "purchase_propensity", "predict_next_action": "next_action", "recommend": "next_item"}
 )
 DEFAULT_VARIANT: Final = "production"  # the variant of an endpoint without a stored route
 MAX_VARIANTS: Final = 8

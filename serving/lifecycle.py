@@ -38,32 +38,40 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import numpy as np
-
 from journey.errors import JourneyError, ServiceUnavailableError
 from journey.registry import ENDPOINT_MODELS, Registry, Route
 from journey.settings import Settings
 from serving import metrics
-from serving.predict import NextActionPredictor, Prepared, PurchasePredictor
+from serving.predict import NextActionPredictor, Prepared, PurchasePredictor, RecommendPredictor
 from serving.routing import Assignment, Router
 from serving.runtime import ModelRuntime
-from serving.state import NEXT_ACTION_MODEL, gpu_expected, load_runtime, model_info, training_score_mean
+from serving.state import (
+    NEXT_ACTION_MODEL,
+    NEXT_ITEM_MODEL,
+    gpu_expected,
+    load_runtime,
+    model_info,
+    training_score_mean,
+)
 
 if TYPE_CHECKING:
     from journey.prediction_log import PredictionLog, PredictionRecord
     from journey.registry import ModelVersion
-    from serving.schemas import EventsResponse, NextActionResponse, PurchaseResponse
+    from serving.schemas import EventsResponse, NextActionResponse, PurchaseResponse, RecommendResponse
+
+    Response = PurchaseResponse | NextActionResponse | RecommendResponse
 
 log = logging.getLogger(__name__)
 
 PURCHASE_ENDPOINT: Final = "predict_purchase"
 NEXT_ACTION_ENDPOINT: Final = "predict_next_action"
+RECOMMEND_ENDPOINT: Final = "recommend"
 SHADOW_VARIANT: Final = "shadow"  # the variant of a shadow row in the prediction log
 MAX_TOUCHES: Final = 100_000  # users remembered for conversion counting; the oldest are forgotten first
 MAX_SHADOW_BACKLOG: Final = 1_000  # shadow scorings waiting; past it they are skipped (counted), never queued forever
 PURCHASE_EVENT: Final = "purchase"  # journey.events.EventType.PURCHASE
 
-Predictor = PurchasePredictor | NextActionPredictor
+Predictor = PurchasePredictor | NextActionPredictor | RecommendPredictor
 ReaderFactory = Callable[[str], Any]  # feature service -> OnlineFeatureReader | None
 
 
@@ -167,13 +175,15 @@ def load_version(registry: Registry, name: str, version: int, settings: Settings
 
 def build_predictor(loaded: Loaded, variant: str, reader_for: ReaderFactory) -> Predictor:
     """The predictor that answers as `variant` with `loaded` (readers are per feature service and shared)."""
-    from journey.model_inputs import NextActionInputSpec
+    from journey.model_inputs import NextActionInputSpec, NextItemInputSpec
 
     info = model_info(loaded.version, loaded.runtime, variant)
     reader = reader_for(info.feature_service)
     if loaded.version.name == NEXT_ACTION_MODEL:
         spec = NextActionInputSpec.from_dict(loaded.version.params["input_spec"])
         return NextActionPredictor(info, reader, spec)
+    if loaded.version.name == NEXT_ITEM_MODEL:
+        return RecommendPredictor(info, reader, NextItemInputSpec.from_dict(loaded.version.params["input_spec"]))
     return PurchasePredictor(info, reader)
 
 
@@ -183,12 +193,18 @@ def same_inputs(a: Predictor, b: Predictor) -> bool:
         return False
     if isinstance(a, NextActionPredictor) and isinstance(b, NextActionPredictor):
         return a.spec == b.spec
+    if isinstance(a, RecommendPredictor) and isinstance(b, RecommendPredictor):
+        return a.spec.seq_len == b.spec.seq_len  # top_k only cuts the answer: the inputs are the same
     return a.model.feature_order == b.model.feature_order
 
 
-def response_score(response: PurchaseResponse | NextActionResponse) -> float | None:
+def response_score(response: Response) -> float | None:
     """The one number a prediction row carries (what the A/B report ranks users by): for purchase propensity the
-    highest candidate probability (how likely this shopper buys one of them), for next action P(purchase)."""
+    highest candidate probability (how likely this shopper buys one of them), for next action P(purchase), for
+    recommendations the top item's probability (how sure the model is of where the session goes)."""
+    items = getattr(response, "items", None)
+    if items is not None:
+        return items[0].score if items else None
     scores = getattr(response, "scores", None)
     if scores is not None:
         return max((s.probability for s in scores), default=None)
@@ -438,7 +454,7 @@ class Lifecycle:
         routed: Routed,
         request: Any,
         prepared: Prepared,
-        response: PurchaseResponse | NextActionResponse,
+        response: Response,
     ) -> None:
         """After the answer: log it, remember the user for conversions, queue the shadow. Never raises."""
         now = datetime.now(UTC)
@@ -509,7 +525,7 @@ class Lifecycle:
             runtime = shadow.loaded.runtime
             with metrics.time_inference(shadow.loaded.version.name, str(shadow.version), runtime.provider):
                 outputs = runtime.run(inputs.feeds)
-            response = predictor.respond(inputs, np.asarray(outputs[predictor.OUTPUT]))
+            response = predictor.respond(inputs, predictor.select(outputs))
             self._append(routed, request, now, SHADOW_VARIANT, shadow.version, response_score(response), inputs, True)
         except Exception as exc:  # a broken candidate is what a shadow is for finding: log, never raise
             log.warning(

@@ -1,4 +1,4 @@
-"""Request -> model inputs -> response, for both models; plain code the BentoML service calls (and tests call).
+"""Request -> model inputs -> response, for each model; plain code the BentoML service calls (and tests call).
 
 Each predictor is split around the model call: `prepare` reads online features and builds the ONNX inputs,
 `respond` turns the model's outputs into the response. The service runs the model in between, in-process or through
@@ -22,10 +22,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from journey.errors import ServiceUnavailableError
-from journey.model_inputs import NextActionInputSpec, feature_matrix, next_action_inputs
+from journey.errors import InvalidInputError, ServiceUnavailableError
+from journey.model_inputs import (
+    NEXT_ITEM_OUTPUT_NAMES,
+    NextActionInputSpec,
+    NextItemInputSpec,
+    feature_matrix,
+    next_action_inputs,
+    next_item_inputs,
+)
 from serving import metrics
-from serving.schemas import ItemScore, NextActionRequest, NextActionResponse, PurchaseRequest, PurchaseResponse
+from serving.schemas import (
+    ItemScore,
+    NextActionRequest,
+    NextActionResponse,
+    PurchaseRequest,
+    PurchaseResponse,
+    Recommendation,
+    RecommendRequest,
+    RecommendResponse,
+)
 
 if TYPE_CHECKING:
     from serving.features import OnlineFeatureReader
@@ -130,6 +146,10 @@ class PurchasePredictor:
         matrix = feature_matrix(columns, self.model.feature_order)
         return Prepared({self.INPUT: matrix}, len(rows), degraded, ages, [item.item_id for item in request.items])
 
+    def select(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The model output `respond` takes (the shadow path runs the session itself)."""
+        return np.asarray(outputs[self.OUTPUT])
+
     def respond(self, prepared: Prepared, probabilities: np.ndarray) -> PurchaseResponse:
         scores = np.asarray(probabilities, dtype=np.float64)
         positive = scores[:, 1] if scores.ndim == 2 else scores
@@ -163,6 +183,9 @@ class NextActionPredictor:
         feeds = next_action_inputs(columns, self.spec)
         return Prepared(feeds, 1, degraded, ages)
 
+    def select(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(outputs[self.OUTPUT])
+
     def respond(self, prepared: Prepared, probabilities: np.ndarray) -> NextActionResponse:
         row = np.asarray(probabilities, dtype=np.float64)[0]
         metrics.record_scores(self.model.name, str(self.model.version), row.max(keepdims=True))
@@ -174,4 +197,47 @@ class NextActionPredictor:
             feature_age_seconds=prepared.ages,
             probabilities={label: float(p) for label, p in zip(self.model.classes, row, strict=True)},
             predicted=self.model.classes[int(row.argmax())],
+        )
+
+
+class RecommendPredictor:
+    """next_item: the `k` items the session's shopper is likeliest to look at next, top-k inside the ONNX graph.
+
+    A session the online store does not know (or a store that cannot answer) gets the model's answer for an empty
+    session: what it learnt to be popular, flagged degraded when the store was down.
+    """
+
+    OUTPUT = NEXT_ITEM_OUTPUT_NAMES  # (ids, scores)
+
+    def __init__(self, model: ModelInfo, reader: OnlineFeatureReader | None, spec: NextItemInputSpec) -> None:
+        self.model = model
+        self.reader = reader
+        self.spec = spec
+
+    def prepare(self, request: RecommendRequest) -> Prepared:
+        if request.k > self.spec.top_k:
+            raise InvalidInputError(
+                f"k must be at most {self.spec.top_k} (the items next_item v{self.model.version} returns per request)",
+                field="k",
+                value=request.k,
+            )
+        rows: list[Row] = [{"session_id": request.session_id}]
+        columns, ages, degraded = read_features(self.reader, rows, self.spec.source_features)
+        return Prepared(next_item_inputs(columns, self.spec), 1, degraded, ages, request.k)
+
+    def select(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = self.OUTPUT
+        return np.asarray(outputs[ids]), np.asarray(outputs[scores])
+
+    def respond(self, prepared: Prepared, outputs: tuple[np.ndarray, np.ndarray]) -> RecommendResponse:
+        k = int(prepared.context)
+        ids, scores = outputs[0][0, :k], np.asarray(outputs[1][0, :k], dtype=np.float64)
+        metrics.record_scores(self.model.name, str(self.model.version), scores[:1])
+        return RecommendResponse(
+            model=self.model.name,
+            version=self.model.version,
+            variant=self.model.variant,
+            degraded=prepared.degraded,
+            feature_age_seconds=prepared.ages,
+            items=[Recommendation(item_id=int(i), score=float(p)) for i, p in zip(ids, scores, strict=True)],
         )

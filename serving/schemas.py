@@ -85,6 +85,21 @@ class NextActionResponse(Served):
     predicted: str
 
 
+class RecommendRequest(_Strict):
+    user_id: UserId
+    session_id: SessionId
+    k: int = Field(10, ge=1, le=1000, description="Items to return (at most the model's top_k, 50 by default).")
+
+
+class Recommendation(BaseModel):
+    item_id: int
+    score: float = Field(description="P(this is the next item the shopper looks at), from the model's softmax.")
+
+
+class RecommendResponse(Served):
+    items: list[Recommendation] = Field(description="Best first; items outside the model's vocabulary never appear.")
+
+
 class EventsRequest(_Strict):
     events: list[dict[str, Any]] = Field(
         min_length=1, description="Canonical events (see journey/events.py); at most JOURNEY_MAX_EVENTS."

@@ -8,7 +8,8 @@ Two services: `Journey` (the HTTP API, one per worker: features, validation, res
 JOURNEY_BATCH_MAX_LATENCY_MS). The default scores in-process: on this 2-core machine the extra process hop and the
 dispatcher cost more than batching saves (`make bench`, case serving), and a call the batcher sheds falls back to
 in-process scoring rather than an error.
-Next action answers one session per call and always runs in-process.
+Next action and recommendations answer one session per call and always run in-process. `/recommend` is optional:
+it answers 503 (naming why) until a next_item version is in production, and the service is ready without it.
 
 Routing (serving.lifecycle): each request is assigned a variant of its endpoint's route (sticky by user), answered
 by that variant's model version, logged to the prediction log off the request path, and shadowed when the route has
@@ -41,6 +42,8 @@ from serving.schemas import (
     NextActionResponse,
     PurchaseRequest,
     PurchaseResponse,
+    RecommendRequest,
+    RecommendResponse,
 )
 
 log = logging.getLogger(__name__)
@@ -90,7 +93,7 @@ class PropensityScorer:
         return self._score(self.runtime, self.version, features)
 
 
-API_PATHS = ("/predict_purchase", "/predict_next_action", "/events")
+API_PATHS = ("/predict_purchase", "/predict_next_action", "/recommend", "/events")
 
 
 @bentoml.service(
@@ -121,7 +124,7 @@ class Journey:
         publish_journey(self.state.journey_answer)  # GET /journey/{user_id}, answered by the middleware
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
         publish_admin(Admin(self.lifecycle, lambda: Registry(settings)).handle, admin_token)
-        metrics.prime_series(services=("purchase_propensity_v1", "next_action_v1"))
+        metrics.prime_series(services=("purchase_propensity_v1", "next_action_v1", "next_item_v1"))
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -191,6 +194,25 @@ class Journey:
                 with metrics.time_inference("next_action", str(routed.arm.version), runtime.provider):
                     outputs = runtime.run(prepared.feeds)
                 response: NextActionResponse = predictor.respond(prepared, outputs[predictor.OUTPUT])
+            except (JourneyError, InputError) as exc:
+                raise _unprocessable(exc) from exc
+        self.lifecycle.served(routed, request, prepared, response)
+        return response
+
+    @bentoml.api(input_spec=RecommendRequest, output_spec=RecommendResponse)
+    def recommend(self, **params: Any) -> RecommendResponse:
+        """The `k` items the shopper is likeliest to look at next in this session, best first (next_item model)."""
+        from serving.runtime import InputError
+
+        request = RecommendRequest.model_construct(**params)
+        routed = self._route("recommend", request.user_id)
+        predictor, runtime = routed.arm.predictor, routed.arm.loaded.runtime
+        with metrics.time_request("recommend", routed.variant):
+            try:
+                prepared = predictor.prepare(request)
+                with metrics.time_inference("next_item", str(routed.arm.version), runtime.provider):
+                    outputs = runtime.run(prepared.feeds)
+                response: RecommendResponse = predictor.respond(prepared, predictor.select(outputs))
             except (JourneyError, InputError) as exc:
                 raise _unprocessable(exc) from exc
         self.lifecycle.served(routed, request, prepared, response)

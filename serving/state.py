@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NEXT_ACTION_MODEL = "next_action"
+NEXT_ITEM_MODEL = "next_item"  # optional: /recommend answers 503 until one is in production; not needed for ready
 REPORT_METRICS_FILE = "metrics.json"  # training.evaluate.METRICS_FILE, written beside the version's report
 
 

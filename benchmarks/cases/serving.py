@@ -192,7 +192,7 @@ def deployment(sizes: Sizes, echo: Callable[[str], None] = print) -> Iterator[De
                 apply(settings)
                 materialize(settings, datetime.now(UTC) + timedelta(minutes=1))
                 versions: dict[str, int] = {}
-                kinds: tuple[ModelKind, ...] = ("propensity", "next-action")
+                kinds: tuple[ModelKind, ...] = ("propensity", "next-action", "next-item")
                 for kind in kinds:
                     echo(f"   set-up: training {kind} ({sizes.max_examples:,} examples at most)")
                     trained = run_training(kind, DATASET, settings, max_examples=sizes.max_examples, actor="bench")
@@ -201,7 +201,7 @@ def deployment(sizes: Sizes, echo: Callable[[str], None] = print) -> Iterator[De
                     for model, version in versions.items():
                         registry.promote(model, version, actor="bench")
             note = (
-                f"{data.events.num_rows:,} synthetic events, both models trained on <= {sizes.max_examples:,} "
+                f"{data.events.num_rows:,} synthetic events, the three models trained on <= {sizes.max_examples:,} "
                 f"examples and promoted; set-up {time.perf_counter() - began:.0f} s"
             )
             yield Deployment(settings, env, root, _shop(data.events), note)
@@ -382,6 +382,14 @@ def _purchase_payloads(shop: Shop, candidates: int, seed: int) -> Callable[[int]
         for u, row in zip(users.tolist(), picks.tolist(), strict=True)
     ]
     return lambda k: bodies[k % n]
+
+
+def _recommend_payloads(shop: Shop, seed: int) -> Callable[[int], Payload]:
+    """Request k: a random user's last session, ten items asked for."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, len(shop.users), 4096).tolist()
+    bodies = [{"user_id": shop.users[u], "session_id": shop.sessions[u], "k": 10} for u in users]
+    return lambda k: bodies[k % len(bodies)]
 
 
 def _check_answers(server: Server, payload: Payload, candidates: int, attempts: int = 20) -> None:
@@ -579,6 +587,7 @@ def _measure(
             "noop": Target(f"{noop.url}/ping", lambda k: {"x": k}),
             "off": Target(f"{off.url}/predict_purchase", one),
             "on": Target(f"{on.url}/predict_purchase", one),
+            "recommend": Target(f"{off.url}/recommend", _recommend_payloads(dep.shop, seed=3)),
         },
         concurrency=1,
         rounds=sizes.rounds,
@@ -596,6 +605,12 @@ def _measure(
         f"{sizes.rounds} rounds of {sizes.per_round} requests per server, interleaved with the floor; random users "
         "with their last session, one random item; every answer read Redis (checked: degraded=false). Batching on: "
         "the model call goes to the scorer process over HTTP, through BentoML's batching dispatcher."
+    )
+
+    recommend = with_ratio(_result("/recommend k=10, c=1 (next_item, in-process)", single["recommend"]), floor)
+    recommend.note += (
+        "Random users' last sessions, interleaved with (a) and (b): one online read and one ONNX call of the next-item "
+        "graph (GRU, softmax over the vocabulary, TopK). Not a goal of the issue: for scale beside (b)."
     )
 
     # (c) 100 candidates per request
@@ -657,7 +672,9 @@ def _measure(
             f"max_latency_ms (JOURNEY_BATCH_MAX_LATENCY_MS, {dep.settings.batch_max_latency_ms} ms)."
         )
 
-    return [floor, b_off, b_on, c_off, c_on, d_floor, d_off, d_on, *_cold_start(dep, on, off, imports, starts)]
+    return [
+        floor, b_off, b_on, recommend, c_off, c_on, d_floor, d_off, d_on, *_cold_start(dep, on, off, imports, starts)
+    ]  # fmt: skip
 
 
 def _cold_start(

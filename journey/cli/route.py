@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Traffic routes of the prediction endpoints: show, set, shadow, clear, history.")
 ab_app = typer.Typer(help="A/B experiments: reports from the prediction log and the purchases.")
 
-ENDPOINT_HELP = "Endpoint: predict_purchase or predict_next_action."
+ENDPOINT_HELP = "Endpoint: predict_purchase, predict_next_action or recommend."
 EndpointOpt = Annotated[str, typer.Option("--endpoint", "-e", help=ENDPOINT_HELP)]
 ActorOpt = Annotated[str | None, typer.Option(help="Who makes the change, for the audit log (default: OS user).")]
 ExperimentOpt = Annotated[

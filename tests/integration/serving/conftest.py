@@ -1,7 +1,7 @@
 """A real `bentoml serve serving.service:Journey` on trained models: the data behind it and the server itself.
 
 - `shop` (session): a synthetic dataset, its features built, applied and materialised (local profile: files +
-  SQLite), and both models trained small and promoted. Built once per session (~1-2 min on 2 cores); every server
+  SQLite), and the three models trained small and promoted. Built once per session (~1-2 min on 2 cores); every server
   of the session serves these ONNX files.
 - `prod_project` (session): the same dataset in a prod project of this session's own (Feast project, offline and
   model-registry schemas in PostgreSQL, keys in Redis), the models registered in its registry; removed afterwards.
@@ -56,7 +56,7 @@ READY_TIMEOUT_S = 90.0
 SESSION_SETUP_TIMEOUT_S = 900
 STOP_TIMEOUT_S = 15.0
 ADMIN_TOKEN = "integration-test-admin-token"
-MODELS = ("purchase_propensity", "next_action")
+MODELS = ("purchase_propensity", "next_action", "next_item")
 NEXT_ACTION_CLASSES = ("view", "add_to_cart", "remove_from_cart", "purchase", "exit")
 
 
@@ -151,7 +151,7 @@ def _features_online(settings: Settings) -> None:
 
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    """Local profile: dataset, features online, both models trained (small) and in production."""
+    """Local profile: dataset, features online, the three models trained (small) and in production."""
     from journey.registry import Registry
     from training.pipeline import run_training
 
@@ -159,7 +159,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
     settings = Settings(profile=Profile.LOCAL, data_dir=root / "data", reports_dir=root / "reports")
     sessions = _generate(settings)
     _features_online(settings)
-    for kind in ("propensity", "next-action"):
+    for kind in ("propensity", "next-action", "next-item"):
         result = run_training(kind, DATASET, settings, max_examples=MAX_EXAMPLES, actor="integration-test")
         with Registry(settings) as registry:
             registry.promote(result.version.name, result.version.version, "integration-test")

@@ -343,7 +343,8 @@ def test_change_token_grows_with_every_registry_change(versions: Registry) -> No
 def test_route_snapshot_holds_every_endpoint_and_the_current_token(versions: Registry) -> None:
     versions.deploy(EP, 2, 10, actor="bob")
     snapshot = versions.route_snapshot()
-    assert set(snapshot.routes) == {EP, "predict_next_action"} and snapshot.token == versions.change_token()
+    assert set(snapshot.routes) == {EP, "predict_next_action", "recommend"}
+    assert snapshot.token == versions.change_token()
     assert snapshot.routes[EP] == versions.route(EP)
 
 
