@@ -430,3 +430,28 @@ def test_covisitation_ranks_the_items_that_followed_the_last_item_then_popular_o
     ]
     short = covisitation(train_last, train_next, np.array([1]), k=6)
     assert short.tolist() == [[5, 6, 7, 8, -1, -1]]  # fewer items than k: the rest is empty
+
+
+def test_a_sampled_step_over_the_whole_vocabulary_has_the_full_softmax_loss() -> None:
+    from training.next_item import NextItemNet, _step_loss
+
+    torch.manual_seed(0)
+    net = NextItemNet(30, NextItemInputSpec(seq_len=4), NextItemConfig(embedding_dim=8, hidden=8, dropout=0.0))
+    x = [torch.randint(0, 31, (16, 4)), torch.ones((16, 4), dtype=torch.int64), torch.full((16,), 4)]
+    y = torch.randint(1, 31, (16,))
+    full = _step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
+    # enough draws to cover every index 1..30 (the masked index 0 adds ~nothing to the full softmax)
+    sampled = _step_loss(net, x, y, 5_000, torch.Generator().manual_seed(1)).item()
+    assert sampled == pytest.approx(full, rel=1e-5)
+
+
+def test_a_sampled_step_scores_the_batchs_own_next_items_among_fewer_candidates() -> None:
+    from training.next_item import NextItemNet, _step_loss
+
+    torch.manual_seed(0)
+    net = NextItemNet(500, NextItemInputSpec(seq_len=4), NextItemConfig(embedding_dim=8, hidden=8, dropout=0.0))
+    x = [torch.randint(0, 501, (16, 4)), torch.ones((16, 4), dtype=torch.int64), torch.full((16,), 4)]
+    y = torch.randint(1, 501, (16,))
+    full = _step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
+    sampled = _step_loss(net, x, y, 20, torch.Generator().manual_seed(1)).item()
+    assert 0 < sampled < full  # fewer competitors: a smaller normaliser
