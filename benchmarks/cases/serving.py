@@ -7,16 +7,16 @@ Measured side by side in one run (the serving issue's acceptance; goals in brack
   [p50 <= 2.5 ms, p99 <= 5 ms, median <= 1.5x the floor];
 - (c) `/predict_purchase`, 100 candidates, concurrency 1, batching off and on [p99 <= 15 ms];
 - (d) `/predict_purchase`, 1 candidate, 64 concurrent clients, batching on vs off [throughput >= 3x, p99 <= 2x];
-- (e) cold start: `bentoml serve` launched -> `GET /readyz` 200 with Feast and both models loaded [<= 5 s], next
+- (e) cold start: `bentoml serve` launched -> `GET /readyz` 200 with Feast and every model loaded [<= 5 s], next
   to the no-op service's cold start and the import times that make it up.
 
 Set-up: a throw-away prod-profile deployment (own Feast project, offline schema, registry schema, data dir and
-BentoML home) with a small synthetic shop: features built, `feast apply`, materialised to Redis, both models trained,
-registered and promoted. Everything is removed at the end (servers' process groups, Redis keys, registry rows, the
-schemas). Latencies are measured by `benchmarks.load` (closed loop, keep-alive) on the same 2 cores as the servers:
-client time is in every figure, the floor's included, which is why the ratio to the floor is the figure to trust.
-(a), (b) and (c) alternate batches of requests between the servers, (d) alternates timed windows, so noise from
-other work on the machine hits every server alike.
+BentoML home) with a small synthetic shop: features built, `feast apply`, materialised to Redis, the three models
+trained, registered and promoted. Everything is removed at the end (servers' process groups, Redis keys, registry
+rows, the schemas). Latencies are measured by `benchmarks.load` (closed loop, keep-alive) on the same 2 cores as the
+servers: client time is in every figure, the floor's included, which is why the ratio to the floor is the figure to
+trust. (a), (b) and (c) alternate batches of requests between the servers, (d) alternates timed windows, so noise
+from other work on the machine hits every server alike.
 """
 
 from __future__ import annotations
@@ -690,7 +690,7 @@ def _cold_start(
     phases = "; ".join(", ".join(f"{k} {v:.2f} s" for k, v in p.items()) for p in starts.phases)
     note = (
         f"`bentoml serve {SERVICE}` (default configuration: adaptive batching off) -> `/readyz` 200 (Feast store + "
-        f"both models loaded), {len(starts.service_s)} starts alternating with the no-op's. `ServingState.load` "
+        f"the three models loaded), {len(starts.service_s)} starts alternating with the no-op's. `ServingState.load` "
         f"phases in the worker, per start: {phases}. With batching on (a second worker process, the scorer, starts "
         f"at the same time): {on.ready_s:.1f} s. Imports in a fresh interpreter: "
         + ", ".join(f"`{k}` {v:.2f} s" for k, v in imports.items())
