@@ -173,6 +173,41 @@ def hash_buckets(ids: np.ndarray | Sequence[int], buckets: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _check_seq_len(seq_len: int) -> None:
+    if not 1 <= seq_len <= LAST_N_EVENTS:
+        raise InvalidInputError(
+            f"seq_len must be in 1..{LAST_N_EVENTS} (the session lists hold at most that many events)",
+            field="seq_len",
+            value=seq_len,
+        )
+
+
+def _check_current(spec: Any, current: Mapping[str, Any]) -> None:
+    """Refuse a spec whose code-describing fields differ from this code: the model was built for other inputs."""
+    for name, expected in current.items():
+        if getattr(spec, name) != expected:
+            raise InvalidInputError(
+                f"input spec {name} {getattr(spec, name)!r} differs from this code's {expected!r}: the model was "
+                "built for another version of journey.model_inputs",
+                field=name,
+                value=getattr(spec, name),
+            )
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    """A spec as JSON-ready values (tuples as lists), what the registry stores in the version's params."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}
+
+
+def _spec_values(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored params back to a spec's arguments; an unknown key is refused by name rather than ignored."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InvalidInputError(f"unknown input spec key {unknown[0]!r}", field=unknown[0])
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
 @dataclass(frozen=True)
 class NextActionInputSpec:
     """Everything that shapes the next-action inputs; saved with the model (JSON) so serving rebuilds them exactly.
@@ -190,24 +225,12 @@ class NextActionInputSpec:
     version: int = INPUT_SPEC_VERSION
 
     def __post_init__(self) -> None:
-        if not 1 <= self.seq_len <= LAST_N_EVENTS:
-            raise InvalidInputError(
-                f"seq_len must be in 1..{LAST_N_EVENTS} (the session lists hold at most that many events)",
-                field="seq_len",
-                value=self.seq_len,
-            )
+        _check_seq_len(self.seq_len)
         for name in ("item_buckets", "category_buckets"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1", field=name, value=getattr(self, name))
         current = {"event_types": EVENT_TYPES, "step_features": STEP_FEATURES, "version": INPUT_SPEC_VERSION}
-        for name, expected in current.items():
-            if getattr(self, name) != expected:
-                raise InvalidInputError(
-                    f"input spec {name} {getattr(self, name)!r} differs from this code's {expected!r}: the model was "
-                    "built for another version of journey.model_inputs",
-                    field=name,
-                    value=getattr(self, name),
-                )
+        _check_current(self, current)
 
     @property
     def type_vocab_size(self) -> int:
@@ -220,17 +243,11 @@ class NextActionInputSpec:
         return (ITEMS, TYPES, TIMES, CATEGORIES, *self.dense_features)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        return _spec_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NextActionInputSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInputError(f"unknown input spec key {unknown[0]!r}", field=unknown[0])
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**_spec_values(cls, data))
 
 
 def next_action_inputs(columns: Columns, spec: NextActionInputSpec) -> dict[str, np.ndarray]:
@@ -385,23 +402,10 @@ class NextItemInputSpec:
     version: int = INPUT_SPEC_VERSION
 
     def __post_init__(self) -> None:
-        if not 1 <= self.seq_len <= LAST_N_EVENTS:
-            raise InvalidInputError(
-                f"seq_len must be in 1..{LAST_N_EVENTS} (the session lists hold at most that many events)",
-                field="seq_len",
-                value=self.seq_len,
-            )
+        _check_seq_len(self.seq_len)
         if self.top_k < 1:
             raise InvalidInputError("top_k must be >= 1", field="top_k", value=self.top_k)
-        current = {"event_types": EVENT_TYPES, "version": INPUT_SPEC_VERSION}
-        for name, expected in current.items():
-            if getattr(self, name) != expected:
-                raise InvalidInputError(
-                    f"input spec {name} {getattr(self, name)!r} differs from this code's {expected!r}: the model was "
-                    "built for another version of journey.model_inputs",
-                    field=name,
-                    value=getattr(self, name),
-                )
+        _check_current(self, {"event_types": EVENT_TYPES, "version": INPUT_SPEC_VERSION})
 
     @property
     def type_vocab_size(self) -> int:
@@ -412,17 +416,11 @@ class NextItemInputSpec:
         return NEXT_ITEM_SOURCE_FEATURES
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        return _spec_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NextItemInputSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInputError(f"unknown input spec key {unknown[0]!r}", field=unknown[0])
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**_spec_values(cls, data))
 
 
 def next_item_inputs(columns: Columns, spec: NextItemInputSpec) -> dict[str, np.ndarray]:

@@ -14,12 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 from journey.contracts import USER_ACTIVITY_FEATURES
-from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.errors import InvalidInputError
 from journey.model_inputs import (
     DEFAULT_DENSE_FEATURES,
@@ -28,7 +25,7 @@ from journey.model_inputs import (
     NextActionInputSpec,
     next_action_inputs,
 )
-from journey.session_features import session_rows
+from tests.factories.session_frames import session_training_frame
 from training.datasets import NEXT_ACTION_LABELS, next_action_entities
 from training.export import EXPORTER_TORCH_DYNAMO, read_metadata
 from training.next_action import (
@@ -62,23 +59,7 @@ SEED = 11
 
 def _frame() -> pd.DataFrame:
     """A next_action_v1 training frame: entities, the session state at t, user features (some missing)."""
-    config = SyntheticConfig(n_users=250, n_items=400, days=8, seed=3)
-    events = generate(config).events
-    # the 8 configured days only: a few users' last sessions spill into a 9th day, whose handful of examples would
-    # be the whole test split of the day-based time split
-    end = pd.Timestamp(config.start_date, tz="UTC") + pd.Timedelta(days=config.days)
-    events = events.filter(pc.less(events["event_timestamp"], pa.scalar(end, pa.timestamp("us", tz="UTC"))))
-    entities = next_action_entities(events, seed=0)
-    states = session_rows(events).to_pandas().drop(columns=["user_id", "created"])
-    for frame in (entities, states):
-        frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[ns, UTC]")
-    joined = pd.merge_asof(
-        entities.sort_values("event_timestamp", kind="stable"),
-        states.sort_values("event_timestamp", kind="stable"),
-        on="event_timestamp",
-        by="session_id",
-        direction="backward",  # the state after every session event at or before t
-    ).sort_values("row_id", ignore_index=True)
+    joined = session_training_frame(next_action_entities)
     rng = np.random.default_rng(5)
     for name in USER_ACTIVITY_FEATURES:
         joined[name] = np.where(rng.random(len(joined)) < 0.3, np.nan, rng.poisson(4.0, len(joined)))

@@ -17,15 +17,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 import torch
 
-from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.errors import InvalidInputError
 from journey.model_inputs import NEXT_ITEM_INPUT_NAMES, NEXT_ITEM_OUTPUT_NAMES, NextItemInputSpec, next_item_inputs
-from journey.session_features import session_rows
+from tests.factories.session_frames import session_training_frame
 from training.datasets import next_item_entities
 from training.export import (
     EXPORTER_TORCH_DYNAMO,
@@ -69,23 +66,7 @@ TIE = 1e-6  # scores closer than this may come out in either order from two runt
 
 def _frame() -> pd.DataFrame:
     """A next_item_v1 training frame: labelled entities and the session state at t (last items and event types)."""
-    config = SyntheticConfig(n_users=250, n_items=400, days=8, seed=3)
-    events = generate(config).events
-    # the 8 configured days only: a few users' last sessions spill into a 9th day, whose handful of examples would
-    # be the whole test split of the day-based time split
-    end = pd.Timestamp(config.start_date, tz="UTC") + pd.Timedelta(days=config.days)
-    events = events.filter(pc.less(events["event_timestamp"], pa.scalar(end, pa.timestamp("us", tz="UTC"))))
-    entities = next_item_entities(events, seed=0)
-    states = session_rows(events).to_pandas().drop(columns=["user_id", "created"])
-    for frame in (entities, states):
-        frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[ns, UTC]")
-    return pd.merge_asof(
-        entities.sort_values("event_timestamp", kind="stable"),
-        states.sort_values("event_timestamp", kind="stable"),
-        on="event_timestamp",
-        by="session_id",
-        direction="backward",  # the state after every session event at or before t
-    ).sort_values("row_id", ignore_index=True)
+    return session_training_frame(next_item_entities)
 
 
 @pytest.fixture(scope="module")
