@@ -180,42 +180,36 @@ class Journey:
         self.lifecycle.served(routed, request, prepared, response)  # log + shadow, off the request's path
         return response
 
-    @bentoml.api(input_spec=NextActionRequest, output_spec=NextActionResponse)
-    def predict_next_action(self, **params: Any) -> NextActionResponse:
-        """Probability of each next event type and of leaving (exit), for a user's current session."""
+    def _answer_in_process(self, endpoint: str, request: Any) -> Any:
+        """Route, read features, run the variant's ONNX session here, answer, then log and shadow: the path of
+        every endpoint that scores one session per call (no batching scorer)."""
         from serving.runtime import InputError
 
-        request = NextActionRequest.model_construct(**params)
-        routed = self._route("predict_next_action", request.user_id)
-        predictor, runtime = routed.arm.predictor, routed.arm.loaded.runtime
-        with metrics.time_request("predict_next_action", routed.variant):
+        routed = self._route(endpoint, request.user_id)
+        predictor, loaded = routed.arm.predictor, routed.arm.loaded
+        with metrics.time_request(endpoint, routed.variant):
             try:
                 prepared = predictor.prepare(request)
-                with metrics.time_inference("next_action", str(routed.arm.version), runtime.provider):
-                    outputs = runtime.run(prepared.feeds)
-                response: NextActionResponse = predictor.respond(prepared, outputs[predictor.OUTPUT])
+                with metrics.time_inference(loaded.version.name, str(routed.arm.version), loaded.runtime.provider):
+                    outputs = loaded.runtime.run(prepared.feeds)
+                response = predictor.respond(prepared, predictor.select(outputs))
             except (JourneyError, InputError) as exc:
                 raise _unprocessable(exc) from exc
         self.lifecycle.served(routed, request, prepared, response)
         return response
 
+    @bentoml.api(input_spec=NextActionRequest, output_spec=NextActionResponse)
+    def predict_next_action(self, **params: Any) -> NextActionResponse:
+        """Probability of each next event type and of leaving (exit), for a user's current session."""
+        response: NextActionResponse = self._answer_in_process(
+            "predict_next_action", NextActionRequest.model_construct(**params)
+        )
+        return response
+
     @bentoml.api(input_spec=RecommendRequest, output_spec=RecommendResponse)
     def recommend(self, **params: Any) -> RecommendResponse:
         """The `k` items the shopper is likeliest to look at next in this session, best first (next_item model)."""
-        from serving.runtime import InputError
-
-        request = RecommendRequest.model_construct(**params)
-        routed = self._route("recommend", request.user_id)
-        predictor, runtime = routed.arm.predictor, routed.arm.loaded.runtime
-        with metrics.time_request("recommend", routed.variant):
-            try:
-                prepared = predictor.prepare(request)
-                with metrics.time_inference("next_item", str(routed.arm.version), runtime.provider):
-                    outputs = runtime.run(prepared.feeds)
-                response: RecommendResponse = predictor.respond(prepared, predictor.select(outputs))
-            except (JourneyError, InputError) as exc:
-                raise _unprocessable(exc) from exc
-        self.lifecycle.served(routed, request, prepared, response)
+        response: RecommendResponse = self._answer_in_process("recommend", RecommendRequest.model_construct(**params))
         return response
 
     @bentoml.api(input_spec=EventsRequest, output_spec=EventsResponse)
