@@ -260,26 +260,32 @@ def next_action_inputs(columns: Columns, spec: NextActionInputSpec) -> dict[str,
     rows = _row_count(columns)
     item_values, sizes = _flatten(columns, ITEMS, rows)
     steps = _Steps.of(sizes, spec.seq_len)
-    codes = {kind: code for code, kind in enumerate(spec.event_types, start=1)}
-    unknown = len(spec.event_types) + 1
 
     def window(name: str, fill: int) -> np.ndarray:
         values, own = (item_values, sizes) if name == ITEMS else _flatten(columns, name, rows)
-        if name == TYPES:
-            values = np.fromiter((codes.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
         return steps.window(_as_int64(values, name), own, fill)
 
     item_ids = window(ITEMS, 0)
     categories = window(CATEGORIES, NO_CATEGORY)
     valid = steps.valid
     return {
-        "event_types": np.where(valid, window(TYPES, unknown), PAD),
+        "event_types": _event_type_window(columns, steps, spec.event_types),
         "item_buckets": np.where(valid, hash_buckets(item_ids, spec.item_buckets), PAD),
         "category_buckets": np.where(valid, hash_buckets(categories, spec.category_buckets), PAD),
         "step_features": _step_features(item_ids, categories, window(TIMES, 0), valid),
         "lengths": steps.lengths,
         "dense": feature_matrix(columns, spec.dense_features),
     }
+
+
+def _event_type_window(columns: Columns, steps: _Steps, event_types: tuple[str, ...]) -> np.ndarray:
+    """int64 [rows, seq_len] event-type codes: 1.. in `event_types` order, one more for an unknown type, PAD after
+    each row's steps; a type list of another length than the item list is all unknown (as `_Steps.window` says)."""
+    codes = {kind: code for code, kind in enumerate(event_types, start=1)}
+    unknown = len(event_types) + 1
+    values, own = _flatten(columns, TYPES, len(steps.sizes))
+    coded = np.fromiter((codes.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
+    return np.where(steps.valid, steps.window(coded, own, unknown), PAD)
 
 
 @dataclass(frozen=True)
@@ -432,12 +438,8 @@ def next_item_inputs(columns: Columns, spec: NextItemInputSpec) -> dict[str, np.
     rows = _row_count(columns)
     item_values, sizes = _flatten(columns, ITEMS, rows)
     steps = _Steps.of(sizes, spec.seq_len)
-    codes = {kind: code for code, kind in enumerate(spec.event_types, start=1)}
-    unknown = len(spec.event_types) + 1
-    type_values, type_sizes = _flatten(columns, TYPES, rows)
-    type_codes = np.fromiter((codes.get(v, unknown) for v in type_values), dtype=np.int64, count=len(type_values))
     return {
         "item_ids": steps.window(_as_int64(item_values, ITEMS), sizes, 0),
-        "event_types": np.where(steps.valid, steps.window(type_codes, type_sizes, unknown), PAD),
+        "event_types": _event_type_window(columns, steps, spec.event_types),
         "lengths": steps.lengths,
     }
