@@ -230,6 +230,14 @@ def propensity_entities(
     )
 
 
+def _next_in_session(df: pd.DataFrame) -> tuple[np.ndarray, pd.Series, np.ndarray]:
+    """Per event of a session-ordered frame: whether the session has a next event, that event's time (NaT when
+    not) and whether it shares this event's timestamp (then the state at t already holds it: no example)."""
+    same = (df[SESSION].shift(-1) == df[SESSION]).to_numpy()
+    next_time = df["event_timestamp"].shift(-1).where(same)
+    return same, next_time, same & (next_time == df["event_timestamp"]).to_numpy()
+
+
 def next_action_entities(
     events: pa.Table,
     *,
@@ -249,11 +257,8 @@ def next_action_entities(
     """
     df = _events_frame(events)
     end = _end_of_data(df, data_end)
-    same = (df[SESSION].shift(-1) == df[SESSION]).to_numpy()
-    next_type = df["event_type"].shift(-1).where(same)
-    df[LABEL_TIMESTAMP] = df["event_timestamp"].shift(-1).where(same)
-    df[LABEL] = next_type.fillna(EXIT).astype(str)
-    tie = same & (df[LABEL_TIMESTAMP] == df["event_timestamp"]).to_numpy()
+    same, df[LABEL_TIMESTAMP], tie = _next_in_session(df)
+    df[LABEL] = df["event_type"].shift(-1).where(same).fillna(EXIT).astype(str)
     censored = ~same & _open_sessions(df, end, session_timeout).to_numpy()
     sampled = _sample(df[~tie & ~censored], max_per_session, max_examples, seed)
     return _finish(sampled, ["event_id", TIMESTAMP, USER, SESSION, LABEL, LABEL_TIMESTAMP])
@@ -279,11 +284,9 @@ def next_item_entities(
     """
     del session_timeout, data_end
     df = _events_frame(events)
-    same = (df[SESSION].shift(-1) == df[SESSION]).to_numpy()
-    df[LABEL_TIMESTAMP] = df["event_timestamp"].shift(-1)
+    same, df[LABEL_TIMESTAMP], tie = _next_in_session(df)
     df[LABEL] = df[ITEM].shift(-1)
-    keep = same & (df[LABEL_TIMESTAMP] != df["event_timestamp"]).to_numpy()
-    labelled = df[keep].copy()
+    labelled = df[same & ~tie].copy()
     labelled[LABEL] = labelled[LABEL].astype(np.int64)
     sampled = _sample(labelled, max_per_session, max_examples, seed)
     return _finish(sampled, ["event_id", TIMESTAMP, USER, SESSION, LABEL, LABEL_TIMESTAMP])
