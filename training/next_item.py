@@ -150,12 +150,14 @@ def covisitation(train_last: np.ndarray, train_labels: np.ndarray, test_last: np
     counts = pairs[pairs["last"] >= 0].value_counts().reset_index(name="n")
     counts = counts.sort_values(["last", "n", "next"], ascending=[True, False, True])
     followers = counts.groupby("last", sort=False)["next"].apply(lambda s: s.to_numpy()[:k]).to_dict()
-    out = np.empty((len(test_last), k), dtype=np.int64)
-    for row, last in enumerate(test_last):
-        own = followers.get(int(last), np.empty(0, dtype=np.int64))
+    lasts, row_of = np.unique(np.asarray(test_last, dtype=np.int64), return_inverse=True)
+    lists = np.empty((len(lasts), k), dtype=np.int64)  # one list per distinct last item, not per test row
+    for i, last in enumerate(lasts.tolist()):
+        own = followers.get(last, np.empty(0, dtype=np.int64))
         fill = popular[~np.isin(popular, own)][: k - len(own)]
-        out[row] = np.concatenate([own, fill, np.full(k - len(own) - len(fill), -1)])
-    return out
+        lists[i] = np.concatenate([own, fill, np.full(k - len(own) - len(fill), -1)])
+    result: np.ndarray = lists[row_of.reshape(-1)]
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------
