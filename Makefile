@@ -103,7 +103,7 @@ test: install ## Run the test suite (integration tests skip without services unl
 lint: install ## ruff (lint + format check) and mypy (strict)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy journey training serving benchmarks
+	$(BIN)/mypy journey training serving benchmarks cli
 	$(BIN)/mypy feature_repo  # alone: its modules are top-level by design (Feast imports them by name)
 
 format: install ## Apply ruff fixes and formatting

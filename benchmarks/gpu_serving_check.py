@@ -24,8 +24,8 @@ import onnxruntime as ort
 if __package__ in (None, ""):  # run as a file on the GPU host: the repo root's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.gpu import PARITY_TOLERANCE, make_inputs, max_abs_diff
-from serving.providers import CPU, CUDA, POLICIES, place
 from serving.runtime import ModelRuntime, nvidia_device_present, preload_cuda_libraries
+from serving.runtime.providers import CPU, CUDA, POLICIES, place
 
 
 def check(path: Path, framework: str, policy: str, batch: int, crossover: int) -> dict[str, Any]:

@@ -7,6 +7,8 @@ means a new service version (`..._v2`), never an edit of a published one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final, Literal
 
 FeatureType = Literal["int64", "float64", "string", "int64_list", "string_list"]
@@ -22,7 +24,9 @@ ITEM_POPULARITY: Final = "item_popularity"
 SESSION_ACTIVITY: Final = "session_activity"
 REQUEST_CONTEXT: Final = "request_context"  # on-demand view over request-time inputs
 SESSION_PUSH_SOURCE: Final = "session_activity_push"
-USER_PROFILE: Final = "user_profile"  # written by `journey analyze` (training/profiles.py), not by features build
+USER_PROFILE: Final = (
+    "user_profile"  # written by `journey analyze` (training/analysis/profiles.py), not by features build
+)
 
 # Feature services: model contracts
 PURCHASE_PROPENSITY_V1: Final = "purchase_propensity_v1"
@@ -122,3 +126,16 @@ USER_PROFILE_FEATURES: Final[dict[str, FeatureType]] = {
 
 SNAPSHOT_TIMESTAMP: Final = "event_timestamp"  # Feast's event timestamp column of batch views
 CREATED_TIMESTAMP: Final = "created"
+
+# Model names as the registry knows them, and the serving endpoint each one answers.
+PURCHASE_PROPENSITY_MODEL: Final = "purchase_propensity"
+NEXT_ACTION_MODEL: Final = "next_action"
+NEXT_ITEM_MODEL: Final = "next_item"
+# Which model answers each routed endpoint: a route of `predict_purchase` may only name purchase_propensity versions.
+ENDPOINT_MODELS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "predict_purchase": PURCHASE_PROPENSITY_MODEL,
+        "predict_next_action": NEXT_ACTION_MODEL,
+        "recommend": NEXT_ITEM_MODEL,
+    }
+)

@@ -63,17 +63,6 @@ NO_CATEGORY: Final = -1
 
 PAD: Final = 0
 STEP_FEATURES: Final = ("log_gap_seconds", "item_seen_before", "same_item_as_previous", "category_seen_before")
-NEXT_ACTION_INPUT_NAMES: Final = (
-    "event_types",
-    "item_buckets",
-    "category_buckets",
-    "step_features",
-    "lengths",
-    "dense",
-)
-NEXT_ACTION_OUTPUT_NAME: Final = "probabilities"
-NEXT_ITEM_INPUT_NAMES: Final = ("item_ids", "event_types", "lengths")
-NEXT_ITEM_OUTPUT_NAMES: Final = ("recommended_item_ids", "scores")  # [n, top_k] each, best first
 NEXT_ITEM_SOURCE_FEATURES: Final = (ITEMS, TYPES)
 INPUT_SPEC_VERSION: Final = 1
 DEFAULT_DENSE_FEATURES: Final = tuple(

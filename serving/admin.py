@@ -14,9 +14,9 @@ that reach the service but not the registry database.
                                                failed to load)
 
 The bearer token is checked by serving.http before anything here runs. Each change goes through
-`journey.routes_admin` (the CLI's code: same parsing, same registry validation and audit), then this worker reloads
-at once, so the answer says what it serves now; the other workers follow within `route_poll_s`. Errors are Journey
-errors (422 naming the field, 404, 409, 503), turned into `{"error", "field"}` by serving.http.
+`journey.registry.routes_admin` (the CLI's code: same parsing, same registry validation and audit), then this
+worker reloads at once, so the answer says what it serves now; the other workers follow within `route_poll_s`.
+Errors are Journey errors (422 naming the field, 404, 409, 503), turned into `{"error", "field"}` by serving.http.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from journey import routes_admin
 from journey.errors import InvalidInputError, NotFoundError
+from journey.registry import routes_admin
 
 if TYPE_CHECKING:
     from journey.registry import Registry, Route
@@ -40,7 +40,7 @@ Answer = tuple[int, dict[str, Any]]
 
 
 class Admin:
-    """Answers admin requests of one worker: registry changes through `journey.routes_admin`, then a reload."""
+    """Answers admin requests of one worker: registry changes through `journey.registry.routes_admin`, then a reload."""
 
     def __init__(self, lifecycle: Lifecycle, registry_factory: Callable[[], Registry]) -> None:
         self.lifecycle = lifecycle

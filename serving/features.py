@@ -105,7 +105,7 @@ class OnlineFeatureReader:
         from feast.value_type import ValueType
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        from journey.feature_store import feature_service
+        from journey.stores.feature_store import feature_service
 
         self.service, self._config, self._project = service, store.config, store.project.encode()
         self._serialize, self._entity_key = serialize_entity_key, EntityKey

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from journey.errors import InvalidInputError
 from journey.events import EVENT_SCHEMA, canonicalize
-from journey.push import push_events, validate_records
+from journey.stores.push import push_events, validate_records
 from serving import metrics
 from serving.schemas import EventsResponse, Reject
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from journey.offline import OfflineTables
+    from journey.stores.offline import OfflineTables
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from journey.contracts import ENDPOINT_MODELS
 from journey.errors import JourneyError, ServiceUnavailableError
-from journey.registry import ENDPOINT_MODELS, Registry, Route
+from journey.registry import Registry, Route
 from journey.settings import Settings
 from serving import metrics
 from serving.predict import NextActionPredictor, Prepared, PurchasePredictor, RecommendPredictor
@@ -55,8 +56,8 @@ from serving.state import (
 )
 
 if TYPE_CHECKING:
-    from journey.prediction_log import PredictionLog, PredictionRecord
     from journey.registry import ModelVersion
+    from journey.stores.prediction_log import PredictionLog, PredictionRecord
     from serving.schemas import EventsResponse, NextActionResponse, PurchaseResponse, RecommendResponse
 
     Response = PurchaseResponse | NextActionResponse | RecommendResponse
@@ -486,7 +487,7 @@ class Lifecycle:
     ) -> None:
         if self.prediction_log is None:
             return
-        from journey.prediction_log import PredictionRecord
+        from journey.stores.prediction_log import PredictionRecord
 
         record: PredictionRecord = PredictionRecord(
             request_id=routed.request_id,

@@ -22,7 +22,7 @@ Grafana dashboards and alert rules in `infra/` use exactly these names (DESIGN.m
 `journey_request_duration_seconds_count`. Three families exist for alerts that compare two things:
 
 - `journey_gpu_expected` is 1 for a loaded (model, version) when the provider policy placed it on CUDA
-  (serving/providers.py: `cuda`, or `auto` with batches at the measured crossover; never a tree ensemble); with
+  (serving/runtime/providers.py: `cuda`, or `auto` with batches at the measured crossover; never a tree ensemble); with
   `journey_execution_provider{provider="CPUExecutionProvider"}` it tells "a GPU was expected but ONNX Runtime runs the
   model on the CPU" (missing CUDA/cuDNN libraries, a driver mismatch, no GPU on the node).
 - `journey_training_score_mean` is the mean score a version gave on its training data, the drift reference for the

@@ -24,13 +24,13 @@ import numpy as np
 
 from journey.errors import InvalidInputError, ServiceUnavailableError
 from journey.model_inputs import (
-    NEXT_ITEM_OUTPUT_NAMES,
     NextActionInputSpec,
     NextItemInputSpec,
     feature_matrix,
     next_action_inputs,
     next_item_inputs,
 )
+from journey.onnx_contract import NEXT_ITEM_OUTPUT_NAMES
 from serving import metrics
 from serving.schemas import (
     ItemScore,

@@ -108,8 +108,8 @@ class Journey:
         scorer = bentoml.depends(PropensityScorer)
 
     def __init__(self) -> None:
-        from journey.prediction_log import open_prediction_log
         from journey.registry import Registry
+        from journey.stores.prediction_log import open_prediction_log
         from serving.admin import Admin
         from serving.lifecycle import Lifecycle
         from serving.state import ServingState

@@ -21,14 +21,14 @@ from journey.errors import JourneyError, ServiceUnavailableError
 from journey.settings import Settings
 from serving import metrics
 from serving.predict import PURCHASE_MODEL, ModelInfo, NextActionPredictor, PurchasePredictor
-from serving.providers import CPU_ONLY_FRAMEWORKS, Placement, measured_crossover, place
 from serving.runtime import ModelRuntime, nvidia_device_present
+from serving.runtime.providers import CPU_ONLY_FRAMEWORKS, Placement, measured_crossover, place
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from journey.offline import OfflineTables
     from journey.registry import ModelVersion, Registry
+    from journey.stores.offline import OfflineTables
     from serving.journey_map import JourneyMap
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def freeze_startup_heap() -> int:
 
 def serving_batch(name: str, settings: Settings) -> int:
     """Rows per model call that serving sends `name`: adaptive batching merges purchase requests up to
-    `batch_max_size`; everything scored in-process counts as one row (serving.providers says why)."""
+    `batch_max_size`; everything scored in-process counts as one row (serving.runtime.providers says why)."""
     return settings.batch_max_size if name == PURCHASE_MODEL and settings.adaptive_batching else 1
 
 
@@ -203,8 +203,8 @@ class ServingState:
 
         import_feast()  # before anything else imports Feast: ~1.5 s instead of ~7.7 s
 
-        from journey.feature_store import open_store
-        from journey.offline import OfflineTables
+        from journey.stores.feature_store import open_store
+        from journey.stores.offline import OfflineTables
 
         self.store = open_store(self.settings)
         self.store.list_feature_services()  # the registry is reachable and `feast apply` ran
@@ -301,6 +301,6 @@ class ServingState:
 
     def close(self) -> None:
         if self.store is not None:
-            from journey.feature_store import close_store
+            from journey.stores.feature_store import close_store
 
             close_store(self.store)

@@ -72,9 +72,9 @@ from journey.contracts import (
 from journey.datasets.store import DatasetStore
 from journey.errors import InvalidInputError
 from journey.events import EVENT_TYPES
-from journey.offline import OfflineTables
 from journey.session_features import session_rows
 from journey.settings import Settings
+from journey.stores.offline import OfflineTables
 
 if TYPE_CHECKING:
     from feast import FeatureStore, OnDemandFeatureView
@@ -320,7 +320,7 @@ class _Plan:
 
 def _plan(store: FeatureStore, service: str) -> _Plan:
     """What to read for a service: its batch views (join keys, features), on-demand views and request inputs."""
-    from journey.feature_store import feature_service
+    from journey.stores.feature_store import feature_service
 
     resolved = feature_service(store, service)  # InvalidInputError naming the known services
     on_demand_names = {v.name for v in store.list_on_demand_feature_views()}
@@ -586,7 +586,7 @@ def build_training_set(
     the propensity model only; `seed` defaults to the settings' seed. Returns the frame and its metadata: rows,
     label counts, time window, rows missing each view's features, timings.
     """
-    from journey.feature_store import feature_service, open_store
+    from journey.stores.feature_store import feature_service, open_store
 
     started = time.perf_counter()
     store = store if store is not None else open_store(settings)

@@ -33,6 +33,20 @@ import numpy as np
 import onnx
 
 from journey.errors import InvalidInputError, JourneyError
+from journey.onnx_contract import (
+    EXPORTER_ONNXMLTOOLS,
+    EXPORTER_TORCH_DYNAMO,
+    EXPORTER_TORCH_LEGACY,
+    META_EXPORTER,
+    META_FEATURE_ORDER,
+    META_FRAMEWORK,
+    META_INPUT_NAMES,
+    META_OUTPUT_NAMES,
+    META_PARITY,
+    NEXT_ITEM_INPUT_NAMES,
+    NEXT_ITEM_OUTPUT_NAMES,
+    PROPENSITY_INPUT_NAME,
+)
 from journey.registry import sha256_of  # the hash the registry checks at registration, computed the same way
 
 if TYPE_CHECKING:
@@ -42,23 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PARITY_BATCH_SIZES: tuple[int, ...] = (1, 7, 1024)
-XGBOOST_INPUT_NAME = "features"
 XGBOOST_TARGET_OPSET = 15  # the onnxmltools XGBoost converter fails above 15 (STACK-NOTES)
 ORT_PROVIDERS = ["CPUExecutionProvider"]  # tree ensembles have no CUDA kernel; parity is checked where it will run
 
-META_INPUT_NAMES = "journey.input_names"
-META_OUTPUT_NAMES = "journey.output_names"
-META_FEATURE_ORDER = "journey.feature_order"
-META_FRAMEWORK = "journey.framework"
-META_PARITY = "journey.parity_max_abs_diff"
-META_EXPORTER = "journey.exporter"
-
-EXPORTER_ONNXMLTOOLS = "onnxmltools"
-EXPORTER_TORCH_DYNAMO = "torch.onnx.dynamo"
-EXPORTER_TORCH_LEGACY = "torch.onnx.legacy"
-
-RECOMMENDER_INPUT_NAMES = ("item_ids", "event_types", "lengths")
-RECOMMENDER_OUTPUT_NAMES = ("recommended_item_ids", "scores")
 _INDEX_INPUT, _INDEX_OUTPUT, _ID_TABLE = "item_index", "top_indices", "vocabulary_item_ids"
 ONNX_ML_DOMAIN, ONNX_ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys and values
 
@@ -126,24 +126,24 @@ def export_xgboost(
     unnamed.get_booster().feature_names = None
     onnx_model: onnx.ModelProto = convert_xgboost(
         unnamed,
-        initial_types=[(XGBOOST_INPUT_NAME, FloatTensorType([None, n_features]))],
+        initial_types=[(PROPENSITY_INPUT_NAME, FloatTensorType([None, n_features]))],
         target_opset=XGBOOST_TARGET_OPSET,
     )
     output_names = tuple(o.name for o in onnx_model.graph.output)
     onnx_model.graph.name = "xgboost_classifier"  # onnxmltools names graphs with a random UUID: same model, same bytes
 
     def native(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return _xgboost_reference(model, inputs[XGBOOST_INPUT_NAME])
+        return _xgboost_reference(model, inputs[PROPENSITY_INPUT_NAME])
 
     with _staged(path) as staging:
         onnx.save_model(onnx_model, str(staging))
-        diffs = check_parity(staging, native, {XGBOOST_INPUT_NAME: x}, tolerance=tolerance)
+        diffs = check_parity(staging, native, {PROPENSITY_INPUT_NAME: x}, tolerance=tolerance)
         report = ExportReport(
             path=path,
             sha256="",  # known once the staged file is in place
             framework="xgboost",
             exporter=EXPORTER_ONNXMLTOOLS,
-            input_names=(XGBOOST_INPUT_NAME,),
+            input_names=(PROPENSITY_INPUT_NAME,),
             output_names=tuple(output_names),
             max_abs_diff=diffs,
         )
@@ -220,24 +220,24 @@ def export_recommender(
 
     The torch graph is wrapped in two ONNX nodes: a LabelEncoder in front (item id -> index, 0 when unknown) and a
     Gather behind (index -> item id), so the file alone answers in item ids. `native` (the trained module with the
-    same mapping in numpy) is what parity compares against, on the raw-id `holdout` (RECOMMENDER_INPUT_NAMES), at
+    same mapping in numpy) is what parity compares against, on the raw-id `holdout` (NEXT_ITEM_INPUT_NAMES), at
     the held-out batch and at 1, 7 and 1024 rows: scores within `tolerance`, ids equal except inside a tie.
     """
     import torch
 
-    if set(holdout) != set(RECOMMENDER_INPUT_NAMES):
+    if set(holdout) != set(NEXT_ITEM_INPUT_NAMES):
         raise InvalidInputError(
-            f"holdout inputs {sorted(holdout)} differ from {list(RECOMMENDER_INPUT_NAMES)}", field="holdout"
+            f"holdout inputs {sorted(holdout)} differ from {list(NEXT_ITEM_INPUT_NAMES)}", field="holdout"
         )
-    feeds = {name: np.ascontiguousarray(holdout[name], dtype=np.int64) for name in RECOMMENDER_INPUT_NAMES}
+    feeds = {name: np.ascontiguousarray(holdout[name], dtype=np.int64) for name in NEXT_ITEM_INPUT_NAMES}
     example_rows = max(2, min(8, len(feeds["lengths"])))  # torch.export specialises a size-1 axis
     example = {name: _resize_rows(values, example_rows) for name, values in feeds.items()}
     args = (
         torch.zeros(example["item_ids"].shape, dtype=torch.int64),
-        *(torch.from_numpy(example[name]) for name in RECOMMENDER_INPUT_NAMES[1:]),
+        *(torch.from_numpy(example[name]) for name in NEXT_ITEM_INPUT_NAMES[1:]),
     )
     module.eval()
-    index_names = [_INDEX_INPUT, *RECOMMENDER_INPUT_NAMES[1:]]
+    index_names = [_INDEX_INPUT, *NEXT_ITEM_INPUT_NAMES[1:]]
     with _staged(path) as staging:
         exporter = _torch_onnx_export(module, args, staging, index_names, [_INDEX_OUTPUT, "scores"])
         onnx_model = onnx.load(str(staging))
@@ -249,11 +249,11 @@ def export_recommender(
             sha256="",
             framework="torch",
             exporter=exporter,
-            input_names=RECOMMENDER_INPUT_NAMES,
-            output_names=RECOMMENDER_OUTPUT_NAMES,
+            input_names=NEXT_ITEM_INPUT_NAMES,
+            output_names=NEXT_ITEM_OUTPUT_NAMES,
             max_abs_diff=diffs,
         )
-        _write_metadata(staging, report, feature_order=RECOMMENDER_INPUT_NAMES)
+        _write_metadata(staging, report, feature_order=NEXT_ITEM_INPUT_NAMES)
     return replace(report, sha256=sha256_of(path))
 
 
@@ -269,27 +269,27 @@ def _with_vocabulary(model: onnx.ModelProto, vocabulary: np.ndarray) -> onnx.Mod
     ids = np.asarray(vocabulary, dtype=np.int64)
     encode = helper.make_node(
         "LabelEncoder",
-        [RECOMMENDER_INPUT_NAMES[0]],
+        [NEXT_ITEM_INPUT_NAMES[0]],
         [_INDEX_INPUT],
         domain=ONNX_ML_DOMAIN,
         keys_int64s=ids.tolist(),
         values_int64s=list(range(1, len(ids) + 1)),
         default_int64=0,
     )
-    decode = helper.make_node("Gather", [_ID_TABLE, _INDEX_OUTPUT], [RECOMMENDER_OUTPUT_NAMES[0]], axis=0)
+    decode = helper.make_node("Gather", [_ID_TABLE, _INDEX_OUTPUT], [NEXT_ITEM_OUTPUT_NAMES[0]], axis=0)
     graph.initializer.append(numpy_helper.from_array(np.concatenate([[0], ids]).astype(np.int64), _ID_TABLE))
     nodes = [encode, *graph.node, decode]
     del graph.node[:]
     graph.node.extend(nodes)
     for value in graph.input:
         if value.name == _INDEX_INPUT:
-            value.name = RECOMMENDER_INPUT_NAMES[0]
+            value.name = NEXT_ITEM_INPUT_NAMES[0]
     indices = next(o for o in graph.output if o.name == _INDEX_OUTPUT)
     shape = [d.dim_param or d.dim_value for d in indices.type.tensor_type.shape.dim]
     scores = copy.deepcopy(graph.output[1])
     del graph.output[:]
     graph.output.extend(
-        [helper.make_tensor_value_info(RECOMMENDER_OUTPUT_NAMES[0], TensorProto.INT64, shape or None), scores]
+        [helper.make_tensor_value_info(NEXT_ITEM_OUTPUT_NAMES[0], TensorProto.INT64, shape or None), scores]
     )
     if not any(o.domain == ONNX_ML_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(ONNX_ML_DOMAIN, ONNX_ML_OPSET))

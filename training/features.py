@@ -51,8 +51,8 @@ from journey.contracts import (
 )
 from journey.datasets.store import DatasetStore
 from journey.events import EVENT_TYPES
-from journey.offline import OfflineTables
 from journey.settings import Settings
+from journey.stores.offline import OfflineTables
 
 US_PER_DAY = 86_400_000_000
 USER_WINDOW_DAYS = 30  # a user row exists when the user had an event within this many days before the snapshot

@@ -81,14 +81,14 @@ def check_features_built(settings: Settings, dataset: str) -> None:
 
 def _trainer(kind: str) -> Callable[..., TrainingRun]:
     if kind == "propensity":
-        from training.propensity import train_propensity
+        from training.models.propensity import train_propensity
 
         return train_propensity
     if kind == "next-item":
-        from training.next_item import train_next_item
+        from training.models.next_item import train_next_item
 
         return train_next_item
-    from training.next_action import train_next_action
+    from training.models.next_action import train_next_action
 
     return train_next_action
 

@@ -19,11 +19,11 @@ from benchmarks.harness import Case, Goal, Result, interleaved, with_ratio
 from journey.contracts import SESSION_ACTIVITY, USER_ACTIVITY
 from journey.datasets.store import DatasetStore
 from journey.datasets.synthetic import SyntheticConfig, generate
-from journey.feature_store import apply, open_store, teardown_project
-from journey.materialize import pull_and_write, pull_latest
-from journey.offline import OfflineTables
-from journey.push import push_records
 from journey.settings import Settings, get_settings
+from journey.stores.feature_store import apply, open_store, teardown_project
+from journey.stores.materialize import pull_and_write, pull_latest
+from journey.stores.offline import OfflineTables
+from journey.stores.push import push_records
 from training.features import build_features
 
 

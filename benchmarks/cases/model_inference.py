@@ -69,9 +69,9 @@ def _torch_inputs(spec: Any, rows: int, rng: np.random.Generator) -> dict[str, n
 def _torch(directory: Path, rng: np.random.Generator) -> tuple[Callable[[int], object], Callable[[int], object]]:
     import torch
 
-    from journey.model_inputs import NEXT_ACTION_INPUT_NAMES, NEXT_ACTION_OUTPUT_NAME
+    from journey.onnx_contract import NEXT_ACTION_INPUT_NAMES, NEXT_ACTION_OUTPUT_NAME
     from training.export import export_torch
-    from training.next_action import NextActionConfig, NextActionNet
+    from training.models.next_action import NextActionConfig, NextActionNet
 
     torch.manual_seed(0)
     torch.set_num_threads(2)

@@ -30,7 +30,7 @@ REQUEST_TS = 1_795_000_000
 @contextlib.contextmanager
 def bench_store(users: int, items: int) -> Iterator[FeatureStore]:
     """A prod-profile project `journey_bench_<pid>` with `users` users/sessions and `items` items online."""
-    from journey.feature_store import apply, open_store
+    from journey.stores.feature_store import apply, open_store
 
     project = f"journey_bench_{os.getpid()}"
     env = {"JOURNEY_PROFILE": "prod", "JOURNEY_FEAST_PROJECT": project, "JOURNEY_OFFLINE_SCHEMA": project}

@@ -133,7 +133,7 @@ def _drop_schemas(settings: Settings, *schemas: str) -> None:
 
 
 def _teardown_feast(settings: Settings) -> None:
-    from journey.feature_store import open_store, teardown_project
+    from journey.stores.feature_store import open_store, teardown_project
 
     teardown_project(open_store(settings))
 
@@ -143,9 +143,9 @@ def deployment(sizes: Sizes, echo: Callable[[str], None] = print) -> Iterator[De
     """A prod-profile deployment of its own, trained and materialised; removed on exit whatever happened."""
     from journey.datasets.store import DatasetStore
     from journey.datasets.synthetic import SyntheticConfig, generate
-    from journey.feature_store import apply, materialize
-    from journey.offline import OfflineTables
     from journey.registry import Registry
+    from journey.stores.feature_store import apply, materialize
+    from journey.stores.offline import OfflineTables
     from training.pipeline import build_offline, run_training
 
     base = get_settings()

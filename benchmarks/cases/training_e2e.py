@@ -34,7 +34,7 @@ def _timed(name: str, events: int, fn: Callable[[], T]) -> tuple[Result, T]:
 def run(quick: bool) -> list[Result]:
     from journey.datasets.store import DatasetStore
     from journey.datasets.synthetic import SyntheticConfig, generate
-    from journey.feature_store import apply
+    from journey.stores.feature_store import apply
     from training.pipeline import build_offline, run_training
 
     target = 200_000 if quick else 2_000_000

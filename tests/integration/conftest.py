@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from journey.errors import ServiceUnavailableError
-from journey.offline import OfflineTables
 from journey.settings import Settings, get_settings
+from journey.stores.offline import OfflineTables
 
 
 def _skip_or_fail(reason: str) -> None:

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from journey.errors import InvalidInputError, ServiceUnavailableError
-from journey.offline import OfflineTables
 from journey.settings import Settings
+from journey.stores.offline import OfflineTables
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from journey.errors import ServiceUnavailableError
-from journey.prediction_log import (
+from journey.settings import Settings
+from journey.stores.prediction_log import (
     PREDICTION_SCHEMA,
     TABLE,
     PostgresSink,
@@ -21,7 +22,6 @@ from journey.prediction_log import (
     read_predictions,
     records_to_table,
 )
-from journey.settings import Settings
 
 pytestmark = pytest.mark.integration
 

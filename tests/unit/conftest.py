@@ -30,7 +30,7 @@ class Shop:
 
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    from journey.feature_store import apply, opened_store
+    from journey.stores.feature_store import apply, opened_store
     from training.datasets import build_training_set
     from training.pipeline import build_offline
 

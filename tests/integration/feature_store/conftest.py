@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from journey.feature_store import close_store
 from journey.settings import Settings, get_settings
+from journey.stores.feature_store import close_store
 
 
 def skip_or_fail(reason: str) -> None:
@@ -62,7 +62,7 @@ def prod_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def store_with_redis_at(prod_store: Any) -> Iterator[Callable[[str], Any]]:
     """Opens the same project (registry in PostgreSQL) with its online store at another Redis URL."""
-    from journey.feature_store import open_store
+    from journey.stores.feature_store import open_store
 
     opened: list[Any] = []
 
@@ -78,7 +78,7 @@ def store_with_redis_at(prod_store: Any) -> Iterator[Callable[[str], Any]]:
 @pytest.fixture(scope="module")
 def prod_store(prod_env: dict[str, str]) -> Iterator[Any]:
     """`feast apply` of the repo into the module's project; everything it creates is removed afterwards."""
-    from journey.feature_store import apply, open_store
+    from journey.stores.feature_store import apply, open_store
 
     settings = get_settings()
     try:
@@ -92,8 +92,8 @@ def prod_store(prod_env: dict[str, str]) -> Iterator[Any]:
 
 def drop_project(settings: Settings) -> None:
     """Redis keys of the project, its registry rows (incl. version history) and its offline schema."""
-    from journey.feature_store import open_store, teardown_project
-    from journey.offline import OfflineTables
+    from journey.stores.feature_store import open_store, teardown_project
+    from journey.stores.offline import OfflineTables
 
     teardown_project(open_store(settings))
     OfflineTables(settings).drop_all()

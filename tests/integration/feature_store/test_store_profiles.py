@@ -23,11 +23,11 @@ from journey.contracts import SESSION_ACTIVITY, USER_ACTIVITY, USER_ACTIVITY_FEA
 from journey.datasets.store import DatasetStore
 from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.errors import InvalidInputError, ServiceUnavailableError
-from journey.feature_store import apply, close_store, feature_service, materialize, open_store, teardown_project
-from journey.offline import OfflineTables
-from journey.push import push_records
 from journey.session_features import session_rows
 from journey.settings import Settings
+from journey.stores.feature_store import apply, close_store, feature_service, materialize, open_store, teardown_project
+from journey.stores.offline import OfflineTables
+from journey.stores.push import push_records
 from training.features import build_features
 
 pytestmark = pytest.mark.integration
@@ -258,7 +258,7 @@ def test_materialise_with_redis_down_fails_clearly_and_a_rerun_recovers(prod_set
 def test_a_crash_mid_materialise_leaves_the_interval_open_and_a_rerun_completes(
     prod_settings: Settings, monkeypatch: pytest.MonkeyPatch, stores: Any
 ) -> None:
-    from journey import materialize as mat
+    from journey.stores import materialize as mat
 
     data = generate(SyntheticConfig(n_users=40, n_items=80, days=4, seed=6))
     DatasetStore(prod_settings.events_dir).write("shop", data.events, source={"kind": "test"})

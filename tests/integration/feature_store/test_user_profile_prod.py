@@ -14,10 +14,10 @@ import pytest
 
 from journey.contracts import JOURNEY_PROFILE_V1, USER, USER_PROFILE, USER_PROFILE_FEATURES
 from journey.datasets.synthetic import SyntheticConfig, generate
-from journey.offline import OfflineTables
 from journey.settings import get_settings
 from journey.stages import assign_stages, session_order
-from training.profiles import Profiles, build_profiles, write_profiles
+from journey.stores.offline import OfflineTables
+from training.analysis.profiles import Profiles, build_profiles, write_profiles
 
 pytestmark = pytest.mark.integration
 

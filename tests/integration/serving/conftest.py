@@ -139,8 +139,8 @@ def _generate(settings: Settings) -> tuple[Session, ...]:
 def _features_online(settings: Settings) -> None:
     """Offline tables from the dataset, `feast apply`, materialisation up to now, and the journey analysis (its
     chain for `/journey/{user_id}` and the user_profile features, offline and online)."""
-    from journey.feature_store import apply, materialize
-    from training.journey import run_analysis
+    from journey.stores.feature_store import apply, materialize
+    from training.analysis.journey import run_analysis
     from training.pipeline import build_offline
 
     build_offline(DATASET, settings)

@@ -42,7 +42,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def outage_project(prod_project: ProdProject, redis_server: RedisServer) -> Iterator[Settings]:
     """A second Feast project on the session's prod data (offline tables, model registry), its online store in
     `redis_server`: applied and materialised there. Its registry rows (and keys) are removed afterwards."""
-    from journey.feature_store import apply, materialize, open_store, teardown_project
+    from journey.stores.feature_store import apply, materialize, open_store, teardown_project
 
     settings = prod_project.settings.model_copy(
         update={"feast_project": f"{prod_project.settings.feast_project}_down", "redis_url": redis_server.url}

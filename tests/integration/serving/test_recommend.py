@@ -25,9 +25,9 @@ def server(shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 @pytest.fixture(scope="module")
 def predictor(shop: Shop) -> Iterator[Any]:
     """The production next_item version and its feature reader, built in this process as the service builds them."""
-    from journey.feature_store import close_store, open_store
     from journey.model_inputs import NextItemInputSpec
     from journey.registry import Registry
+    from journey.stores.feature_store import close_store, open_store
     from serving.features import OnlineFeatureReader
     from serving.predict import RecommendPredictor
     from serving.runtime import ModelRuntime

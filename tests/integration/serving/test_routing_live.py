@@ -48,7 +48,8 @@ class Versions:
 def versions(shop: Shop) -> Iterator[Versions]:
     """Three more purchase_propensity versions (copies of production); on exit, routes cleared and the production
     version restored."""
-    from journey.registry import ENDPOINT_MODELS, Registry
+    from journey.contracts import ENDPOINT_MODELS
+    from journey.registry import Registry
 
     with Registry(shop.settings) as registry:
         production = registry.get(PP, "production").version
@@ -171,7 +172,7 @@ def test_each_user_keeps_the_variant_it_was_assigned_and_the_answer_names_it(
 def test_the_shadow_version_is_never_returned_but_is_logged_beside_the_answer(
     server: Server, shop: Shop, versions: Versions
 ) -> None:
-    from journey.prediction_log import read_predictions
+    from journey.stores.prediction_log import read_predictions
 
     experiment = f"shadow-{uuid.uuid4().hex[:8]}"
     admin(
@@ -415,8 +416,8 @@ def test_with_adaptive_batching_a_killed_scorer_process_costs_no_request(
 
 
 def test_next_action_is_routed_and_shadowed_like_purchase(server: Server, shop: Shop) -> None:
-    from journey.prediction_log import read_predictions
     from journey.registry import Registry, RouteVariant
+    from journey.stores.prediction_log import read_predictions
 
     na = "next_action"
     copy, shadow = (register_copy(shop.settings, na, actor="routing-test").version for _ in range(2))

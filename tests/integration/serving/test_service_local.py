@@ -51,9 +51,9 @@ class InProcess:
 
 @pytest.fixture(scope="module")
 def in_process(shop: Shop) -> Iterator[InProcess]:
-    from journey.feature_store import close_store, open_store
     from journey.model_inputs import NextActionInputSpec
     from journey.registry import Registry
+    from journey.stores.feature_store import close_store, open_store
     from serving.features import OnlineFeatureReader
     from serving.predict import ModelInfo, NextActionPredictor, PurchasePredictor
     from serving.runtime import ModelRuntime
@@ -363,7 +363,7 @@ def test_the_good_event_of_a_mixed_batch_updates_the_sessions_online_features(mi
 def test_the_good_event_of_a_mixed_batch_is_in_the_event_log_and_the_bad_one_is_not(
     mixed_batch: MixedBatch, shop: Shop
 ) -> None:
-    from journey.offline import OfflineTables
+    from journey.stores.offline import OfflineTables
 
     logged = set(OfflineTables(shop.settings).read("event_log")["event_id"].to_pylist())
     assert mixed_batch.good["event_id"] in logged
@@ -371,7 +371,7 @@ def test_the_good_event_of_a_mixed_batch_is_in_the_event_log_and_the_bad_one_is_
 
 
 def test_a_batch_of_only_bad_events_is_422_naming_the_field_and_logs_nothing(server: Server, shop: Shop) -> None:
-    from journey.offline import OfflineTables
+    from journey.stores.offline import OfflineTables
 
     bad = [event(None, 0, "teleport"), event(None, 1, "teleport")]
     assert_client_error(server.post("/events", {"events": bad}), 422, "events[0].event_type")

@@ -77,7 +77,7 @@ def test_predict_next_action_gives_a_distribution_from_redis_features(
 
 
 def test_events_are_pushed_to_redis_and_logged_in_postgresql(server: Server, prod_project: ProdProject) -> None:
-    from journey.offline import OfflineTables
+    from journey.stores.offline import OfflineTables
 
     session = prod_project.sessions[1]
     before = server.post("/predict_next_action", {"user_id": session.user_id, "session_id": session.session_id})

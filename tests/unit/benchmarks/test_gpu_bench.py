@@ -69,7 +69,7 @@ def test_a_model_argument_without_a_file_exits_2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("module", ["benchmarks.gpu", "benchmarks.gpu_serving_check"])
 def test_the_gpu_host_scripts_import_nothing_a_bare_gpu_host_lacks(module: str) -> None:
-    """They may use serving's session code (serving.runtime, serving.providers), which itself needs numpy and ORT."""
+    """They may use serving's session code (the serving.runtime package), which itself needs numpy and ORT."""
     code = (
         f"import sys, {module}; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'feast', 'bentoml', 'pydantic', 'torch', 'pandas', "

@@ -214,7 +214,7 @@ def test_gpu_overlay_requests_one_gpu_and_keeps_the_rest_of_the_base() -> None:
 
 
 def test_feature_jobs_run_cli_commands_that_exist() -> None:
-    from journey.cli import app
+    from cli import app
 
     features = typer.main.get_command(app).commands["features"]  # type: ignore[attr-defined]
     job = _one("base", "Job")["spec"]["template"]["spec"]["containers"][0]

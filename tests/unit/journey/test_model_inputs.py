@@ -13,8 +13,6 @@ import pytest
 from journey.errors import InvalidInputError
 from journey.model_inputs import (
     DEFAULT_DENSE_FEATURES,
-    NEXT_ACTION_INPUT_NAMES,
-    NEXT_ITEM_INPUT_NAMES,
     STEP_FEATURES,
     NextActionInputSpec,
     NextItemInputSpec,
@@ -24,6 +22,7 @@ from journey.model_inputs import (
     next_item_inputs,
     stable_hash,
 )
+from journey.onnx_contract import NEXT_ACTION_INPUT_NAMES, NEXT_ITEM_INPUT_NAMES
 
 SPEC = NextActionInputSpec(seq_len=4, item_buckets=64, category_buckets=16)
 PINNED_BUCKETS = [3504, 7362, 11926, 11297, 10732]  # ids 0, 1, 42, -1, 2**62 in 2**14 buckets

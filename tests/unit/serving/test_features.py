@@ -22,7 +22,7 @@ USERS, ITEMS, SESSIONS = range(10), range(150), [f"s{u}" for u in range(10)]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One applied local store per module (apply costs seconds), populated through Feast's write path."""
-    from journey.feature_store import apply, open_store
+    from journey.stores.feature_store import apply, open_store
 
     data_dir: Path = tmp_path_factory.mktemp("data")
     with pytest.MonkeyPatch.context() as mp:

@@ -16,9 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from journey.prediction_log import PredictionLog
 from journey.registry import Registry, RouteVariant
 from journey.settings import Settings
+from journey.stores.prediction_log import PredictionLog
 from serving import metrics
 from serving.lifecycle import PURCHASE_ENDPOINT, SHADOW_VARIANT, Lifecycle, Routed, same_inputs
 from serving.predict import PurchasePredictor

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from journey.errors import InvalidInputError
-from journey.model_inputs import NEXT_ITEM_INPUT_NAMES, NextItemInputSpec
+from journey.model_inputs import NextItemInputSpec
+from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES
 from serving.lifecycle import response_score
 from serving.predict import ModelInfo, RecommendPredictor
 from serving.schemas import RecommendRequest

@@ -203,7 +203,7 @@ def test_bad_horizon_is_refused() -> None:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Any, pd.DataFrame]:
     """A small synthetic dataset with batch features, session history and a registry (local profile)."""
-    from journey.feature_store import apply, open_store
+    from journey.stores.feature_store import apply, open_store
     from training.features import build_features
 
     root: Path = tmp_path_factory.mktemp("journey")

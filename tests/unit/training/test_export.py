@@ -19,13 +19,11 @@ import xgboost
 from torch import nn
 
 from journey.errors import InvalidInputError
+from journey.onnx_contract import EXPORTER_ONNXMLTOOLS, EXPORTER_TORCH_DYNAMO, EXPORTER_TORCH_LEGACY
+from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES as RECOMMENDER_INPUT_NAMES
+from journey.onnx_contract import NEXT_ITEM_OUTPUT_NAMES as RECOMMENDER_OUTPUT_NAMES
 from training import export
 from training.export import (
-    EXPORTER_ONNXMLTOOLS,
-    EXPORTER_TORCH_DYNAMO,
-    EXPORTER_TORCH_LEGACY,
-    RECOMMENDER_INPUT_NAMES,
-    RECOMMENDER_OUTPUT_NAMES,
     ExportReport,
     _ranking_diff,
     check_parity,

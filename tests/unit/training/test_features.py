@@ -17,8 +17,8 @@ import pytest
 from journey.contracts import ITEM_POPULARITY_FEATURES, STAGES, USER_ACTIVITY_FEATURES
 from journey.datasets.store import DatasetStore
 from journey.events import EVENT_SCHEMA
-from journey.offline import OfflineTables
 from journey.settings import Settings
+from journey.stores.offline import OfflineTables
 from training.features import _ntiles, build_features, compute_item_popularity, compute_user_activity
 
 D = datetime(2026, 3, 10, tzinfo=UTC)  # the snapshot most tests look at

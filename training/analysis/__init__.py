@@ -1,0 +1,1 @@
+"""Journey analysis: stage chains, funnels, user profiles and their report."""

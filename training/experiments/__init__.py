@@ -1,0 +1,1 @@
+"""Experiments: statistics and the A/B report."""
