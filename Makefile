@@ -100,11 +100,13 @@ analyze-real: install ## Journey analysis (report, chain, user_profile) of each 
 test: install ## Run the test suite (integration tests skip without services unless REQUIRE_SERVICES=1)
 	$(BIN)/pytest $(ARGS)
 
-lint: install ## ruff (lint + format check) and mypy (strict)
+lint: install ## ruff, mypy (strict), the layer contracts (.importlinter) and deptry (imports = dependencies)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy journey training serving benchmarks cli
 	$(BIN)/mypy feature_repo  # alone: its modules are top-level by design (Feast imports them by name)
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

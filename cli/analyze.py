@@ -12,7 +12,7 @@ from cli.common import cli_errors, console, start
 from journey.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from training.analysis.journey import AnalysisResult
+    from training.analysis.run import AnalysisResult
 
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Canonical event dataset to analyse.")]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of the segment clustering (default: JOURNEY_SEED).")]
@@ -65,7 +65,7 @@ def analyze(
     features: FeaturesOption = True,
 ) -> None:
     """Stages, Markov transitions, funnels, time to convert and user segments: report, chain, profile features."""
-    from training.analysis.journey import check_k_range, run_analysis
+    from training.analysis.run import check_k_range, run_analysis
 
     settings = start()
     check_k_range((k_min, k_max))

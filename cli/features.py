@@ -1,8 +1,10 @@
-"""`journey features`: build batch features, apply the Feast repo, materialise, push events, read online."""
+"""`journey features`: build batch features, apply the Feast repo, materialise, push events, read online; and the
+environment with which Feast's own CLI sees the same stores (`env`)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ from rich.table import Table
 
 from cli.common import cli_errors, console, start
 from journey.errors import InvalidInputError
+from journey.settings import Profile
 
 app = typer.Typer(help="Feature store (Feast): build, apply, materialize, push, get.", no_args_is_help=True)
 
@@ -46,6 +49,26 @@ def apply_() -> None:
     for kind, names in result.objects.items():
         console.print(f"{kind}: {', '.join(names)}")
     console.print(f"registered in project [bold]{result.project}[/] ({settings.profile.value} profile)")
+
+
+@app.command("env")
+@cli_errors
+def env_() -> None:
+    """Print `export` lines with which Feast's own CLI sees this profile's stores: eval "$(journey features env)".
+
+    The output holds the connection details of the active settings (passwords included): for a shell, not a file.
+    """
+    from journey.stores.connections import feast_environment
+    from journey.stores.feature_store import FEATURE_REPO, FEATURE_STORE_YAML, local_overrides
+
+    settings = start()
+    for name, value in feast_environment(settings).items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+    yaml_file = FEATURE_STORE_YAML[settings.profile].relative_to(FEATURE_REPO)
+    if settings.profile is Profile.LOCAL:
+        for key, value in local_overrides(settings).items():
+            typer.echo(f"# note: Journey uses {key} {value}; {yaml_file} (Feast's CLI) keeps the checkout's")
+    typer.echo(f"# then: cd {shlex.quote(str(FEATURE_REPO))} && feast -f {yaml_file} serve  (or apply, ui, ...)")
 
 
 def _parse_time(value: str | None) -> datetime:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from journey.registry import Registry, Route
     from journey.settings import Settings
-    from training.experiments.ab_report import WeightPeriod
+    from training.experiments.ab_analysis import AbReport, WeightPeriod
 
 app = typer.Typer(help="Traffic routes of the prediction endpoints: show, set, shadow, clear, history.")
 ab_app = typer.Typer(help="A/B experiments: reports from the prediction log and the purchases.")
@@ -240,7 +240,8 @@ def report(
 ) -> None:
     """Conversion per variant with intervals, uplift and p-value vs control, sample ratio check, AUC of scores."""
     from journey.registry import Registry
-    from training.experiments.ab_report import build_report, weights_from_history
+    from training.experiments.ab_analysis import weights_from_history
+    from training.experiments.ab_report import build_report
 
     settings = start()
     expected: dict[str, float] | list[WeightPeriod] | None = None
@@ -261,6 +262,11 @@ def report(
         until=_utc(until),
         output_dir=output,
     )
+    _print_report(result, paths)
+
+
+def _print_report(result: AbReport, paths: dict[str, Path]) -> None:
+    """The summary table of `journey ab report`, the SRM warning, and where the files went."""
     table = Table(
         "variant", "users", "conversions", "rate [95% CI]", "vs control", "p-value", "AUC", "AUC vs control", "AUC p",
         box=box.SIMPLE,

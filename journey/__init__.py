@@ -1,7 +1,7 @@
-"""Journey platform: the shared core (settings, events, datasets, registry, CLI).
+"""Journey platform: the shared core (settings, errors, contracts, events, stages, datasets, stores, registry).
 
-Nothing in this package imports `training`, `serving` or `benchmarks` at module level; the CLI reaches them lazily
-inside its commands because it is the composition root (tests/unit/test_layering.py keeps this true).
+It imports nothing of ours above it (`training`, `serving`, `benchmarks`, `cli`): import-linter's contracts in
+`.importlinter` keep it so. `journey/README.md` lists its modules.
 """
 
 __version__ = "0.1.0"

@@ -2,12 +2,18 @@
 
 This module is the one list: `feature_repo/` declares its views from it, `training/features.py` must produce
 exactly these columns (a test checks), and models bind to feature *services* by the names below. Changing a feature
-means a new service version (`..._v2`), never an edit of a published one.
+means a new service version (`..._v2`), never an edit of a published one. It also says where the feature repo's
+batch rows live (`offline_location`), since the repo may import nothing else of ours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -131,11 +137,68 @@ CREATED_TIMESTAMP: Final = "created"
 PURCHASE_PROPENSITY_MODEL: Final = "purchase_propensity"
 NEXT_ACTION_MODEL: Final = "next_action"
 NEXT_ITEM_MODEL: Final = "next_item"
-# Which model answers each routed endpoint: a route of `predict_purchase` may only name purchase_propensity versions.
+# The serving endpoints that answer with a model, and which model answers each: a route of `predict_purchase` may
+# only name purchase_propensity versions.
+PREDICT_PURCHASE: Final = "predict_purchase"
+PREDICT_NEXT_ACTION: Final = "predict_next_action"
+RECOMMEND: Final = "recommend"
 ENDPOINT_MODELS: Final[Mapping[str, str]] = MappingProxyType(
     {
-        "predict_purchase": PURCHASE_PROPENSITY_MODEL,
-        "predict_next_action": NEXT_ACTION_MODEL,
-        "recommend": NEXT_ITEM_MODEL,
+        PREDICT_PURCHASE: PURCHASE_PROPENSITY_MODEL,
+        PREDICT_NEXT_ACTION: NEXT_ACTION_MODEL,
+        RECOMMEND: NEXT_ITEM_MODEL,
     }
 )
+
+# Where the feature repo's batch sources live, per profile. `feature_repo/data_sources.py` asks `offline_location()`
+# when Feast imports it. The answer comes from the JOURNEY_* variables that journey.settings reads (same names, same
+# defaults) and not from the settings themselves: the repo imports this module only, and a Feast user's
+# `feast -f prod/feature_store.yaml apply` must not need what a prod Journey process needs (an admin token). Journey's
+# own apply passes the environment its settings imply (`feature_repo_environment`), so tests that switch profiles or
+# data folders inside one process never touch os.environ.
+PROFILE_VARIABLE: Final = "JOURNEY_PROFILE"
+DATA_DIR_VARIABLE: Final = "JOURNEY_DATA_DIR"
+OFFLINE_SCHEMA_VARIABLE: Final = "JOURNEY_OFFLINE_SCHEMA"
+DEFAULT_DATA_DIR: Final = Path(__file__).resolve().parent.parent / "data"  # journey.settings' default (a test checks)
+DEFAULT_OFFLINE_SCHEMA: Final = "journey"
+OfflineKind = Literal["file", "postgres"]
+
+
+@dataclass(frozen=True)
+class OfflineLocation:
+    """Parquet files in the folder `place` (`file`, local profile) or tables in the PostgreSQL schema `place`
+    (`postgres`, prod profile)."""
+
+    kind: OfflineKind
+    place: str
+
+    def of(self, view: str) -> str:
+        """The path (file) or `schema.table` (postgres) of one view's batch rows."""
+        return str(Path(self.place) / f"{view}.parquet") if self.kind == "file" else f"{self.place}.{view}"
+
+
+_repo_environment: ContextVar[Mapping[str, str] | None] = ContextVar("journey_repo_environment", default=None)
+
+
+def offline_location() -> OfflineLocation:
+    """The active profile's offline location: `feature_repo_environment`'s mapping when one is active, else
+    os.environ (what Feast's own CLI sees)."""
+    environment = _repo_environment.get()
+    env = os.environ if environment is None else environment
+    profile = env.get(PROFILE_VARIABLE) or "local"
+    if profile == "prod":
+        return OfflineLocation("postgres", env.get(OFFLINE_SCHEMA_VARIABLE) or DEFAULT_OFFLINE_SCHEMA)
+    if profile == "local":
+        data_dir = Path(env.get(DATA_DIR_VARIABLE) or DEFAULT_DATA_DIR).expanduser().resolve()
+        return OfflineLocation("file", str(data_dir / "offline"))
+    raise ValueError(f"{PROFILE_VARIABLE}={profile!r}: expected 'local' or 'prod'")
+
+
+@contextmanager
+def feature_repo_environment(environment: Mapping[str, str]) -> Iterator[None]:
+    """Make `offline_location()` read `environment` instead of os.environ inside the block (this context only)."""
+    token = _repo_environment.set(environment)
+    try:
+        yield
+    finally:
+        _repo_environment.reset(token)

@@ -205,6 +205,31 @@ def _present(raw: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(pc.greater(pc.utf8_length(text), 0), False).to_numpy(zero_copy_only=False))
 
 
+@dataclass
+class _Checker:
+    """The rows found bad so far and the reject lines saying why; `raw` holds the source text of parsed fields."""
+
+    raw: Mapping[str, pa.Array]
+    bad: np.ndarray
+    rejects: _Rejects = field(default_factory=_Rejects)
+
+    def check(self, mask: np.ndarray, fld: str, values: pa.Array, reason: RejectReason) -> None:
+        self.rejects.add(mask, fld, values, reason)
+        self.bad |= mask
+
+    def check_parsed(self, name: str, col: pa.Array, if_absent: RejectReason | None) -> None:
+        """Null after parsing: unparsable when the source had text there, else missing (if that is an error)."""
+        if not col.null_count and not pa.types.is_string(col.type):
+            return
+        null = _nulls(col)
+        if name in self.raw:
+            unparsable = null & _present(self.raw[name])
+            self.check(unparsable, name, self.raw[name], RejectReason.UNPARSABLE_VALUE)
+            null &= ~unparsable
+        if if_absent is not None:
+            self.check(null, name, col, if_absent)
+
+
 def validate_events(
     table: pa.Table,
     *,
@@ -224,67 +249,54 @@ def validate_events(
     n = table.num_rows
     rows = source_rows if source_rows is not None else np.arange(1, n + 1, dtype=np.int64)
     now = now or datetime.now(UTC)
-    raw = raw or {}
-    rejects = _Rejects()
-    bad = np.zeros(n, dtype=bool)
+    checker = _Checker(raw=raw or {}, bad=np.zeros(n, dtype=bool))
+    _check_types_and_ids(checker, table, check_session)
+    _check_timestamps(checker, _column(table, "event_timestamp"), now + clock_skew)
+    _check_prices(checker, _column(table, "price"))
+    # last: rows that are bad anyway neither claim an id nor are reported as duplicates of it
+    event_id = _column(table, "event_id")
+    dup = duplicate_mask(event_id, candidates=~checker.bad)
+    if dup.any():
+        checker.check(dup, "event_id", event_id, RejectReason.DUPLICATE_EVENT_ID)
+    keep = np.flatnonzero(~checker.bad)
+    valid = table if keep.size == n else table.take(pa.array(keep))
+    return ValidationResult(valid=valid, rejects=checker.rejects.table(rows), rows_in=n)
 
-    def check(mask: np.ndarray, fld: str, values: pa.Array, reason: RejectReason) -> None:
-        nonlocal bad
-        rejects.add(mask, fld, values, reason)
-        bad |= mask
 
-    def check_parsed(name: str, col: pa.Array, if_absent: RejectReason | None) -> None:
-        """Null after parsing: unparsable when the source had text there, else missing (if that is an error)."""
-        if not col.null_count and not pa.types.is_string(col.type):
-            return
-        null = _nulls(col)
-        if name in raw:
-            unparsable = null & _present(raw[name])
-            check(unparsable, name, raw[name], RejectReason.UNPARSABLE_VALUE)
-            null &= ~unparsable
-        if if_absent is not None:
-            check(null, name, col, if_absent)
-
+def _check_types_and_ids(checker: _Checker, table: pa.Table, check_session: bool) -> None:
     event_type = _column(table, "event_type")
-    check(_event_type_check(event_type), "event_type", event_type, RejectReason.UNKNOWN_EVENT_TYPE)
-
+    checker.check(_event_type_check(event_type), "event_type", event_type, RejectReason.UNKNOWN_EVENT_TYPE)
     for name in ID_FIELDS:
         if name != "session_id" or check_session:
-            check_parsed(name, _column(table, name), RejectReason.MISSING_ID)
-    check_parsed("category_id", _column(table, "category_id"), None)
+            checker.check_parsed(name, _column(table, name), RejectReason.MISSING_ID)
+    checker.check_parsed("category_id", _column(table, "category_id"), None)
 
-    ts = _column(table, "event_timestamp")
+
+def _check_timestamps(checker: _Checker, ts: pa.Array, latest: datetime) -> None:
+    """Unparsable timestamps, and ones beyond `latest` (now plus the allowed clock skew)."""
     if ts.null_count:
-        check(
+        checker.check(
             np.asarray(ts.is_null().to_numpy(zero_copy_only=False)),
             "event_timestamp",
-            raw.get("event_timestamp", ts),
+            checker.raw.get("event_timestamp", ts),
             RejectReason.UNPARSABLE_TIMESTAMP,
         )
-    limit = pa.scalar(now + clock_skew, pa.timestamp("us", tz="UTC"))
-    if ts.null_count < n and pc.max(ts).as_py() > limit.as_py():
+    limit = pa.scalar(latest, pa.timestamp("us", tz="UTC"))
+    if ts.null_count < len(ts) and pc.max(ts).as_py() > limit.as_py():
         future = pc.fill_null(pc.greater(ts, limit), False)
-        check(
+        checker.check(
             np.asarray(future.to_numpy(zero_copy_only=False)),
             "event_timestamp",
             ts,
             RejectReason.FUTURE_TIMESTAMP,
         )
 
-    price = _column(table, "price")
-    check_parsed("price", price, None)
-    if price.null_count < n and (pc.min(price).as_py() or 0) < 0:
+
+def _check_prices(checker: _Checker, price: pa.Array) -> None:
+    checker.check_parsed("price", price, None)
+    if price.null_count < len(price) and (pc.min(price).as_py() or 0) < 0:
         negative = pc.fill_null(pc.less(price, 0), False)
-        check(np.asarray(negative.to_numpy(zero_copy_only=False)), "price", price, RejectReason.NEGATIVE_PRICE)
-
-    event_id = _column(table, "event_id")
-    dup = duplicate_mask(event_id, candidates=~bad)
-    if dup.any():
-        check(dup, "event_id", event_id, RejectReason.DUPLICATE_EVENT_ID)
-
-    keep = np.flatnonzero(~bad)
-    valid = table if keep.size == n else table.take(pa.array(keep))
-    return ValidationResult(valid=valid, rejects=rejects.table(rows), rows_in=n)
+        checker.check(np.asarray(negative.to_numpy(zero_copy_only=False)), "price", price, RejectReason.NEGATIVE_PRICE)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

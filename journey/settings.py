@@ -184,7 +184,7 @@ class Settings(BaseSettings):
 
     @property
     def journey_chain_path(self) -> Path:
-        """The journey chain (`journey.chain.JourneyArtifact`): `journey analyze` writes it, serving loads it."""
+        """The journey chain (`journey.chain_artifact.JourneyArtifact`): `journey analyze` writes it, serving reads."""
         return self.chain_path or self.data_dir / "journey" / "chain.json"
 
     @property
@@ -231,8 +231,7 @@ get_settings.cache_clear = _from_environment.cache_clear  # type: ignore[attr-de
 
 @contextmanager
 def use_settings(settings: Settings) -> Iterator[Settings]:
-    """Make `get_settings()` return `settings` inside the block (code that cannot take them as an argument, such as
-    the Feast repo modules that `feast apply` imports, reads them this way)."""
+    """Make `get_settings()` return `settings` inside the block, for code that cannot take them as an argument."""
     token = _override.set(settings)
     try:
         yield settings

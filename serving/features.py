@@ -31,6 +31,7 @@ from struct import Struct
 from typing import TYPE_CHECKING, Any, cast
 
 from journey.errors import InvalidInputError, ServiceUnavailableError
+from journey.stores.feature_store import feature_service
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -81,6 +82,26 @@ class _Odfv:
     outputs: dict[str, Any]  # requested output -> ValueType
 
 
+def _plan_view(position: int, table: Any, features: Sequence[str], wanted: Any, versioned: bool) -> _View:
+    """What the reader needs of one feature view, worked out once: its Redis hash fields, kinds and join keys."""
+    from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
+
+    storage = compute_versioned_name(table, versioned)
+    kinds = {f.name: f.dtype.to_value_type() for f in table.features}
+    return _View(
+        position=position,
+        name=table.projection.name_to_use(),
+        table=table,
+        join_keys=tuple(table.join_keys),
+        columns=tuple(table.projection.join_key_map.get(k, k) for k in table.join_keys),
+        features=tuple(features),
+        kinds=tuple(kinds[f] for f in features),
+        fields=(*(_mmh3(f"{storage}:{f}") for f in features), f"_ts:{storage}".encode()),
+        output=tuple(f in wanted for f in features),
+        plain=not any(kinds[f].name in _UUID_TYPES for f in features),
+    )
+
+
 class OnlineFeatureReader:
     """Reads one feature service online: `read(rows)` == `store.get_online_features(service, rows).to_dict()`.
 
@@ -97,15 +118,11 @@ class OnlineFeatureReader:
     ) -> None:
         from feast import utils as feast_utils
         from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
-        from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
         from feast.value_type import ValueType
         from google.protobuf.timestamp_pb2 import Timestamp
-
-        from journey.stores.feature_store import feature_service
 
         self.service, self._config, self._project = service, store.config, store.project.encode()
         self._serialize, self._entity_key = serialize_entity_key, EntityKey
@@ -134,45 +151,35 @@ class OnlineFeatureReader:
         if entityless or unsupported or any(o.write_to_online_store for o in odfvs):
             raise NotImplementedError(f"{service}: entityless views or ODFVs {unsupported} are read by Feast only")
         versioned = store.config.registry.enable_online_feature_view_versioning
-        views: list[_View] = []
-        for table, features in grouped:
-            storage = compute_versioned_name(table, versioned)
-            kinds = {f.name: f.dtype.to_value_type() for f in table.features}
-            views.append(
-                _View(
-                    position=len(views),
-                    name=table.projection.name_to_use(),
-                    table=table,
-                    join_keys=tuple(table.join_keys),
-                    columns=tuple(table.projection.join_key_map.get(k, k) for k in table.join_keys),
-                    features=tuple(features),
-                    kinds=tuple(kinds[f] for f in features),
-                    fields=(*(_mmh3(f"{storage}:{f}") for f in features), f"_ts:{storage}".encode()),
-                    output=tuple(f in wanted for f in features),
-                    plain=not any(kinds[f].name in _UUID_TYPES for f in features),
-                )
-            )
-        self._views = tuple(views)
+        self._views = tuple(
+            _plan_view(i, table, features, wanted, versioned) for i, (table, features) in enumerate(grouped)
+        )
         self._join_keys, self._request = frozenset(join_keys) - set(request), frozenset(request)
         self._odfvs = tuple(self._plan_odfv(o, refs, odfvs) for o in odfvs)
         self._online_read: Callable[..., Any] = store._get_provider().online_store.online_read
         self._redis_keys = tuple(self._key_codec(view) for view in self._views)
         self._redis: Any = None
         self._retry_after_s, self._down_until = retry_after_s, 0.0  # monotonic time before which Redis is not asked
-        cfg = store.config.online_store
-        if isinstance(cfg, RedisOnlineStoreConfig) and cfg.redis_type == RedisType.redis:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+        self._connect_redis(store.config.online_store, timeout_s)
 
-            nodes, params = RedisOnlineStore._parse_connection_string(cfg.connection_string)  # as Feast parses it
-            params.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-            # one immediate retry (a pooled connection that Redis closed); redis-py's default backs off for seconds
-            params["retry"] = Retry(NoBackoff(), 1)
-            self._redis = redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **params)
-            self._redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-            self._no_script = redis.exceptions.NoScriptError
-            self._hmget_sha = hashlib.sha1(_HMGET_MANY.encode()).hexdigest()  # what SCRIPT LOAD answers
+    def _connect_redis(self, cfg: Any, timeout_s: float) -> None:
+        """A standalone Redis is read directly (one round trip per request); other stores through Feast."""
+        from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
+
+        if not (isinstance(cfg, RedisOnlineStoreConfig) and cfg.redis_type == RedisType.redis):
+            return
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        nodes, params = RedisOnlineStore._parse_connection_string(cfg.connection_string)  # as Feast parses it
+        params.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        # one immediate retry (a pooled connection that Redis closed); redis-py's default backs off for seconds
+        params["retry"] = Retry(NoBackoff(), 1)
+        self._redis = redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **params)
+        self._redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._no_script = redis.exceptions.NoScriptError
+        self._hmget_sha = hashlib.sha1(_HMGET_MANY.encode()).hexdigest()  # what SCRIPT LOAD answers
 
     @staticmethod
     def _plan_odfv(odfv: Any, refs: Sequence[str], odfvs: Sequence[Any]) -> _Odfv:

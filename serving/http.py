@@ -26,7 +26,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from journey.errors import ServiceUnavailableError
 from serving import metrics
+from serving.errors import error_answer, http_status
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -107,19 +109,11 @@ async def _admin_answer(scope: Scope, receive: Receive, send: Send, max_body_byt
     query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
     try:
         status, answer = await asyncio.to_thread(handler, scope["method"], scope["path"], query, body)
-    except Exception as exc:  # every error is an answer: Journey's errors carry their status, the rest are 500s
-        if not hasattr(exc, "http_status"):
+    except Exception as exc:  # every error is an answer (serving.errors): Journey's carry their status, others are 500
+        if http_status(exc) is None:
             log.exception("admin request failed", extra={"path": scope["path"][:128]})
-        status, answer = _error_answer(exc)
+        status, answer = error_answer(exc)
     await _json(send, status, answer)
-
-
-def _error_answer(exc: Exception) -> tuple[int, dict[str, Any]]:
-    """A Journey error's status and `{"error", "field"?}`; anything else is a 500 that points at the log."""
-    if hasattr(exc, "http_status"):
-        field = getattr(exc, "field", None)
-        return int(exc.http_status), {"error": str(exc)} | ({"field": field} if field else {})
-    return 500, {"error": f"internal error ({type(exc).__name__}): see the server log"}
 
 
 async def _journey_answer(scope: Scope, send: Send) -> None:
@@ -130,12 +124,12 @@ async def _journey_answer(scope: Scope, send: Send) -> None:
     session = query.get("session_id", [None])[-1]
     try:
         if not _journey:
-            raise _Unavailable("the journey map is not loaded in this worker")
+            raise ServiceUnavailableError("the journey map is not loaded in this worker")
         body = await asyncio.to_thread(_journey[0], raw_user, session)
-    except Exception as exc:  # every error is an answer: Journey's errors carry their status, the rest are 500s
-        if not hasattr(exc, "http_status"):
+    except Exception as exc:  # every error is an answer (serving.errors): Journey's carry their status, others are 500
+        if http_status(exc) is None:
             log.exception("GET /journey failed", extra={"user_id": raw_user[:64]})
-        status, body = _error_answer(exc)
+        status, body = error_answer(exc)
     metrics.observe_request("journey", metrics.NO_VARIANT, status, time.perf_counter() - started)
     await _json(send, status, body)
 
@@ -174,6 +168,10 @@ class JourneyHTTP:
         if path not in self.api_paths:
             await self.app(scope, receive, send)
             return
+        await self._api(scope, receive, send)
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An API route: the body bounded (413), a 400 or 422 answered as 422 in the one error shape."""
         too_large = {"error": f"request body over {self.max_body_bytes} bytes", "field": "body"}
         length = dict(scope.get("headers") or []).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_body_bytes:
@@ -232,10 +230,6 @@ def _one_error_shape(body: bytes) -> dict[str, Any]:
     if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict):
         payload = payload[0]
     return payload if isinstance(payload, dict) else {"error": payload}
-
-
-class _Unavailable(Exception):
-    http_status = 503
 
 
 class _TooLarge(Exception):

@@ -3,8 +3,8 @@
 The values come from two places, both produced offline and refreshed without a restart of anything but this
 process's reads: the online store (`journey_profile_v1`: segment + profile stage + the daily snapshot's stage;
 `journey_session_v1`: the live session's last events, when the caller names the session) and the chain that
-`journey analyze` estimated (`Settings.journey_chain_path`). The decision itself is `journey.chain.describe_user`,
-shared with the analysis so the served answer and the report cannot disagree.
+`journey analyze` estimated (`Settings.journey_chain_path`). The decision itself is
+`journey.chain_artifact.describe_user`, shared with the analysis so the served answer and the report cannot disagree.
 
 Unlike the prediction endpoints there is no degraded answer: without the online store nothing is known about the
 user, so the store being down is a 503, not a guess from defaults.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from journey.chain import JourneyArtifact, describe_user
+from journey.chain_artifact import JourneyArtifact, describe_user
 from journey.contracts import JOURNEY_PROFILE_V1, JOURNEY_SESSION_V1, SESSION, USER
 from journey.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from journey.stages import stage_of_last_event

@@ -28,9 +28,14 @@ class Candidate(_Strict):
     )
 
 
-class PurchaseRequest(_Strict):
+class ModelRequest(_Strict):
+    """What every model endpoint is asked about: a shopper (the A/B router assigns by user) and their session."""
+
     user_id: UserId
     session_id: SessionId | None = Field(None, description="Current session; omitted: no session features.")
+
+
+class PurchaseRequest(ModelRequest):
     items: list[Candidate] = Field(min_length=1, description="Candidates to score (at most JOURNEY_MAX_CANDIDATES).")
     request_ts: int | None = Field(
         None, ge=0, le=4_102_444_800, description="Unix seconds of the request (default: now); drives time features."
@@ -50,7 +55,7 @@ class ItemScore(BaseModel):
     probability: float = Field(description="P(the shopper buys this item later in this session).")
 
 
-class Served(BaseModel):
+class ModelResponse(BaseModel):
     """What every prediction says about itself: which model answered and how fresh its inputs were."""
 
     model: str
@@ -71,22 +76,20 @@ class Served(BaseModel):
         return self.version
 
 
-class PurchaseResponse(Served):
+class PurchaseResponse(ModelResponse):
     scores: list[ItemScore]
 
 
-class NextActionRequest(_Strict):
-    user_id: UserId
+class NextActionRequest(ModelRequest):
     session_id: SessionId
 
 
-class NextActionResponse(Served):
+class NextActionResponse(ModelResponse):
     probabilities: dict[str, float] = Field(description="Next event type or `exit` -> probability (sums to 1).")
     predicted: str
 
 
-class RecommendRequest(_Strict):
-    user_id: UserId
+class RecommendRequest(ModelRequest):
     session_id: SessionId
     k: int = Field(10, ge=1, le=1000, description="Items to return (at most the model's top_k, 50 by default).")
 
@@ -96,7 +99,7 @@ class Recommendation(BaseModel):
     score: float = Field(description="P(this is the next item the shopper looks at), from the model's softmax.")
 
 
-class RecommendResponse(Served):
+class RecommendResponse(ModelResponse):
     items: list[Recommendation] = Field(description="Best first; items outside the model's vocabulary never appear.")
 
 

@@ -18,18 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from journey.contracts import NEXT_ACTION_V1, NEXT_ITEM_V1, PURCHASE_PROPENSITY_V1
+from journey.datasets.store import DatasetStore
 from journey.errors import InvalidInputError
+from journey.registry import ModelVersion, Registry
 from journey.settings import Settings
-from training.datasets import DEFAULT_MAX_EXAMPLES, Horizon, build_training_set, write_session_history
-from training.evaluate import Evaluation, evaluate, write_report
+from training.datasets import build_training_set, write_session_history
+from training.evaluate import Evaluation, evaluate
 from training.features import build_features, last_build, record_build
+from training.labels import DEFAULT_MAX_EXAMPLES, Horizon
+from training.model_report import write_report
+from training.models.propensity import train_propensity
 from training.runs import TrainingRun
-
-if TYPE_CHECKING:
-    from journey.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,6 @@ class PipelineResult:
 
 def build_offline(dataset: str, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, str]:
     """Daily snapshots and the replayed session history of `dataset`, replacing the offline tables."""
-    from journey.datasets.store import DatasetStore
-
     say = progress or (lambda _message: None)
     locations = build_features(dataset, settings, progress=say)
     say("replaying session history")
@@ -81,9 +81,9 @@ def check_features_built(settings: Settings, dataset: str) -> None:
 
 def _trainer(kind: str) -> Callable[..., TrainingRun]:
     if kind == "propensity":
-        from training.models.propensity import train_propensity
-
         return train_propensity
+    # imported on use: the torch models import torch at their top, which `journey features build` (this module's
+    # other user) and a propensity run should not pay for at start-up
     if kind == "next-item":
         from training.models.next_item import train_next_item
 
@@ -114,8 +114,6 @@ def run_training(
     progress: Progress | None = None,
 ) -> PipelineResult:
     """Train, evaluate, register and report one model version. Deterministic for a given seed and dataset."""
-    from journey.registry import Registry
-
     if kind not in SERVICES:
         raise InvalidInputError(f"unknown model {kind!r}; known: {sorted(SERVICES)}", field="model", value=kind)
     say = progress or (lambda _step, _fraction: None)

@@ -36,7 +36,7 @@ def _read_and_sessionise(settings: Settings) -> int:
 def run(quick: bool) -> list[Result]:
     from journey.datasets.store import DatasetStore
     from journey.datasets.synthetic import SyntheticConfig, generate
-    from training.analysis.journey import run_analysis
+    from training.analysis.run import run_analysis
 
     root = get_settings().data_dir / "bench" / CASE_NAME
     shutil.rmtree(root, ignore_errors=True)

@@ -14,6 +14,7 @@ import pyarrow as pa
 from journey.datasets.formats import BUILTIN_FORMATS, SourceFormat
 from journey.datasets.importer import ImportResult, import_events
 from journey.datasets.store import DatasetStore, Manifest, WriteMode
+from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.errors import InvalidInputError
 from journey.settings import Settings
 
@@ -72,7 +73,7 @@ def import_to_store(
 
 
 def generate_to_store(
-    config: object,
+    config: SyntheticConfig,
     dataset: str,
     settings: Settings,
     *,
@@ -80,8 +81,6 @@ def generate_to_store(
     progress: Callable[[int], None] | None = None,
 ) -> Manifest:
     """Generate a synthetic dataset and store it with its ground truth (sessions, stages, users, items)."""
-    from journey.datasets.synthetic import SyntheticConfig, generate
-
     if not isinstance(config, SyntheticConfig):
         raise TypeError("config must be a SyntheticConfig")
     store = DatasetStore(settings.events_dir)

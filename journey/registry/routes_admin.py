@@ -18,12 +18,12 @@ A variant may also be given as a mapping `{"name", "version", "weight"[, "model"
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from journey.contracts import ENDPOINT_MODELS
 from journey.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from journey.registry import Registry, Route, RouteVariant, VersionRef
+from journey.registry.facade import Registry
+from journey.registry.models import Route, RouteVariant, VersionRef, parse_version_ref
 
 VariantSpec = str | Mapping[str, Any]
 
@@ -67,8 +67,6 @@ def set_route(
     salt: str | None = None,
 ) -> Route:
     """Replace the endpoint's route with these variants (weights are relative) and an optional shadow version."""
-    from journey.contracts import ENDPOINT_MODELS
-
     model = ENDPOINT_MODELS.get(endpoint, "")
     if isinstance(variants, str | bytes) or not variants:
         raise InvalidInputError("give at least one variant", field="variants", value=variants)
@@ -88,8 +86,6 @@ def set_shadow(
     experiment: str | None = None,
 ) -> Route:
     """Score [MODEL:]VERSION beside the live variants on every request of the endpoint; None removes the shadow."""
-    from journey.contracts import ENDPOINT_MODELS
-
     model: str | None = None
     version: VersionRef | None = None
     if model_version is not None:
@@ -119,8 +115,6 @@ def show(registry: Registry, endpoint: str | None = None) -> list[Route]:
 
 def parse_model_version(text: str, default_model: str | None = None) -> tuple[str, VersionRef]:
     """'purchase_propensity:3' -> ('purchase_propensity', 3); '3' -> (default_model, 3) when one is given."""
-    from journey.registry import parse_version_ref
-
     model, sep, version = text.rpartition(":")
     if not sep:
         model, version = default_model or "", text
@@ -136,8 +130,6 @@ def parse_variant(spec: VariantSpec, model: str) -> RouteVariant:
     RouteVariant (the registry validates names, versions and weights)."""
     if isinstance(spec, Mapping):
         return _variant_from_mapping(spec, model)
-    from journey.registry import RouteVariant
-
     text = str(spec)
     name, sep, rest = text.partition("=")
     parts = rest.split(":")
@@ -155,8 +147,6 @@ def parse_variant(spec: VariantSpec, model: str) -> RouteVariant:
 
 
 def _variant_from_mapping(spec: Mapping[str, Any], model: str) -> RouteVariant:
-    from journey.registry import RouteVariant
-
     unknown = set(spec) - {"name", "version", "weight", "model"}
     if unknown or not {"name", "version", "weight"} <= set(spec):
         raise InvalidInputError(
@@ -202,8 +192,6 @@ def plain_version(text: str, model: str, field: str) -> int:
 
 def endpoint_of(model: str) -> str:
     """The one routed endpoint that serves `model`."""
-    from journey.contracts import ENDPOINT_MODELS
-
     endpoints = [endpoint for endpoint, served in ENDPOINT_MODELS.items() if served == model]
     if len(endpoints) != 1:
         known = ", ".join(f"{m} ({e})" for e, m in ENDPOINT_MODELS.items())

@@ -1,9 +1,11 @@
 """Feast, configured from Journey settings: one `RepoConfig` per profile, apply, materialise, online reads.
 
-`feature_repo/feature_store.yaml` serves `cd feature_repo && feast apply` for the embedded profile; every Journey
-process builds its config here instead, so JOURNEY_* settings (data dir, Redis URL, PostgreSQL DSN, project) are
-the one source of truth and `prod` needs no YAML with secrets in it. Feast is imported lazily: `import feast` costs
-seconds, and callers that never touch the store should not pay for it.
+Each profile has one feature_store.yaml in `feature_repo/` (`feature_store.yaml`: local, `prod/feature_store.yaml`:
+prod, connection details as `${VAR}`). Feast's own CLI reads it with `-f` under the environment that
+`journey features env` prints; every Journey process loads the same file here, substituting the same variables,
+derived from its settings (`connections.feast_environment`), so `feast -f` and Journey always see the same stores
+and no file holds a secret. Feast is imported lazily: `import feast` costs seconds, and callers that never touch
+the store should not pay for it.
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from sqlalchemy.engine import make_url
 
+from journey.contracts import DEFAULT_DATA_DIR, feature_repo_environment
 from journey.errors import InvalidInputError, ServiceUnavailableError
-from journey.settings import PROJECT_ROOT, Profile, Settings, use_settings
-from journey.stores.connections import postgres_params, redis_connection_string
+from journey.settings import PROJECT_ROOT, Profile, Settings
+from journey.stores.connections import feast_environment
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -34,42 +40,73 @@ log = logging.getLogger(__name__)
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 REPO_MODULES = ("entities", "data_sources", "feature_views", "on_demand", "feature_services")
+FEATURE_STORE_YAML = {
+    Profile.LOCAL: FEATURE_REPO / "feature_store.yaml",
+    Profile.PROD: FEATURE_REPO / "prod" / "feature_store.yaml",
+}
+# what os.path.expandvars substitutes ($NAME, ${NAME}): Feast reads feature_store.yaml through it
+_VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
 
 
 def repo_config(settings: Settings) -> RepoConfig:
-    """The Feast configuration of the active profile."""
-    from feast.repo_config import RegistryConfig, RepoConfig
+    """The Feast configuration of the active profile: its feature_store.yaml, read as `feast -f` reads it under
+    `feast_environment(settings)` (Feast's `load_repo_config`, with the variables from settings, not os.environ)."""
+    from feast.repo_config import RepoConfig
+    from pydantic import ValidationError
 
-    common: dict[str, Any] = {
-        "project": settings.feast_project,
-        "provider": "local",
-        "entity_key_serialization_version": 3,
-        "repo_path": FEATURE_REPO,
-    }
-    if settings.profile is Profile.PROD:
-        pg = postgres_params(settings.postgres_dsn)
-        return RepoConfig(
-            **common,
-            registry={  # a dict, so Feast builds its SqlRegistryConfig (a RegistryConfig instance is rejected)
-                "registry_type": "sql",
-                "path": settings.postgres_dsn,
-                "cache_ttl_seconds": 60,
-                "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
-            },
-            online_store={"type": "redis", "connection_string": redis_connection_string(settings.redis_url)},
-            offline_store={
-                "type": "postgres",
-                "db_schema": settings.offline_schema,
-                **pg,
-            },
-        )
-    settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    return RepoConfig(
-        **common,
-        registry=RegistryConfig(path=str(settings.feast_dir / "registry.db"), cache_ttl_seconds=60),
-        online_store={"type": "sqlite", "path": str(settings.feast_dir / "online.db")},
-        offline_store={"type": "file"},
-    )
+    path = FEATURE_STORE_YAML[settings.profile]
+    raw = load_feature_store_yaml(path, feast_environment(settings))
+    if settings.profile is Profile.LOCAL:
+        _relocate_local(raw, settings)
+        settings.feast_dir.mkdir(parents=True, exist_ok=True)  # Feast's file registry creates one folder level only
+    try:
+        config = RepoConfig(**raw)
+    except ValidationError as exc:  # what Feast's load_repo_config reports, as a Journey error naming the file
+        raise InvalidInputError(f"{path}: {exc}", field=str(path)) from exc
+    config.repo_path = FEATURE_REPO
+    return config
+
+
+def load_feature_store_yaml(path: Path, environment: Mapping[str, str]) -> dict[str, Any]:
+    """The YAML's mapping after substituting `environment` exactly where os.path.expandvars would (text first,
+    then YAML, as Feast does); a variable left unset is named here rather than failing later as a strange value."""
+
+    missing: set[str] = set()
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1).removeprefix("{").removesuffix("}")
+        if name not in environment:
+            missing.add(match.group(0))
+        return environment.get(name, match.group(0))
+
+    raw = yaml.safe_load(_VARIABLE.sub(substitute, path.read_text(encoding="utf-8")))
+    dumped = yaml.safe_dump(raw)  # only placeholders left in values count (a comment may name a variable)
+    if unset := sorted(placeholder for placeholder in missing if placeholder in dumped):
+        raise InvalidInputError(f"{path} names variables Journey does not set: {unset}", field=unset[0])
+    return dict(raw)
+
+
+def _relocate_local(raw: dict[str, Any], settings: Settings) -> None:
+    """The local YAML describes the checkout (project `journey`, files under its data/ folder) so that a bare
+    `feast apply` needs no environment; Journey's settings may name another project and data folder (tests,
+    JOURNEY_DATA_DIR), and those win. With the default settings nothing changes: the config equals `feast -f`'s."""
+    raw["project"] = settings.feast_project
+    for section in ("registry", "online_store"):
+        written = Path(raw[section]["path"])
+        resolved = written if written.is_absolute() else (FEATURE_REPO / written).resolve()
+        if resolved.is_relative_to(DEFAULT_DATA_DIR) and settings.data_dir != DEFAULT_DATA_DIR:
+            raw[section]["path"] = str(settings.data_dir / resolved.relative_to(DEFAULT_DATA_DIR))
+
+
+def local_overrides(settings: Settings) -> dict[str, str]:
+    """What Journey's local config changes of feature_store.yaml for these settings (`key: value`); empty when a
+    bare `feast -f feature_store.yaml` sees the same project and files as Journey."""
+    path = FEATURE_STORE_YAML[Profile.LOCAL]
+    written, ours = load_feature_store_yaml(path, {}), load_feature_store_yaml(path, {})
+    _relocate_local(ours, settings)
+    changed = {"project": (written["project"], ours["project"])}
+    changed |= {f"{s}.path": (written[s]["path"], ours[s]["path"]) for s in ("registry", "online_store")}
+    return {key: new for key, (old, new) in changed.items() if old != new}
 
 
 def open_store(settings: Settings) -> FeatureStore:
@@ -91,7 +128,8 @@ def opened_store(settings: Settings) -> Iterator[FeatureStore]:
 
 @contextlib.contextmanager
 def _fresh_repo_modules() -> Iterator[None]:
-    """Import the repo's modules anew so they read the current settings (Feast imports them by bare name)."""
+    """Import the repo's modules anew so their sources follow the current environment (Feast imports them by bare
+    name, and a module imported once would keep the first profile's sources)."""
     for name in REPO_MODULES:
         sys.modules.pop(name, None)
     sys.path.insert(0, str(FEATURE_REPO))
@@ -119,7 +157,7 @@ def apply(settings: Settings) -> ApplyResult:
 
     ensure_push_table(OfflineTables(settings))
     store = open_store(settings)
-    with use_settings(settings), _fresh_repo_modules():
+    with feature_repo_environment(feast_environment(settings)), _fresh_repo_modules():
         repo = parse_repo(FEATURE_REPO)
     out = io.StringIO()
     try:

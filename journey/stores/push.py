@@ -24,11 +24,11 @@ from journey.contracts import SESSION, SESSION_ACTIVITY, SESSION_ACTIVITY_FEATUR
 from journey.errors import InvalidInputError
 from journey.events import EVENT_SCHEMA, ValidationResult, canonicalize, events_from_records, validate_events
 from journey.session_features import SESSION_ROW_SCHEMA, latest_per_session, session_rows
+from journey.stores.offline import OfflineTables
+from journey.stores.online_write import write_online
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-
-    from journey.stores.offline import OfflineTables
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,6 @@ def push_events(
     store: FeatureStore, tables: OfflineTables, events: pa.Table, prior: pa.Table | None = None
 ) -> tuple[int, float, float | None]:
     """Push validated canonical events; returns (sessions, seconds to visible, lag of the newest event)."""
-    from journey.stores.materialize import write_online
-
     if events.num_rows == 0:
         return 0, 0.0, None
     began = time.perf_counter()  # visibility is measured from the moment the events are handed over

@@ -10,7 +10,7 @@ from journey.settings import Settings
 
 def expected_state(settings: Settings, user_id: int, session_id: str | None = None) -> dict[str, Any]:
     """The same decision in this process: Feast's own online read, the chain file, `describe_user`."""
-    from journey.chain import JourneyArtifact, describe_user
+    from journey.chain_artifact import JourneyArtifact, describe_user
     from journey.stages import stage_of_last_event
     from journey.stores.feature_store import close_store, open_store
 

@@ -1,8 +1,7 @@
 """Journey analysis of a stored event dataset: stages, Markov chains, funnels, time to convert, segments, categories.
 
-    analyze_events(events, seed=...)       -> JourneyAnalysis, all in memory
-    run_analysis(dataset, settings, ...)   -> the chain artifact serving reads (Settings.journey_chain_path), the
-                                              report (reports/journey/<dataset>/), the `user_profile` features
+    analyze_events(events, seed=...)       -> JourneyAnalysis (`results.py`), all in memory; `run.py` writes it
+                                              (the chain artifact serving reads, the report, the profile features)
 
 Every figure is computed for all sessions, per user segment (k-means over user profiles,
 `training/analysis/profiles.py`) and per top entry category (the category of a session's first event). The stage
@@ -19,19 +18,14 @@ How it stays fast (2M events in seconds on two cores): events are put in session
 
 from __future__ import annotations
 
-import itertools
-import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
 
-from journey.chain import CONVERSION, PURCHASE, JourneyArtifact, MarkovChain, SegmentChain
+from journey.chain import PURCHASE, MarkovChain
 from journey.contracts import STAGES
 from journey.errors import InvalidInputError
 from journey.events import EVENT_TYPES
@@ -47,189 +41,23 @@ from journey.stages import (
     session_order,
 )
 from training.analysis.profiles import K_RANGE, Profiles, build_profiles
+from training.analysis.results import (
+    EVENT_STATES,
+    PATH_NODES,
+    PATH_STEPS,
+    Funnel,
+    GroupStats,
+    JourneyAnalysis,
+    StagePaths,
+    TimeToConvert,
+)
 
-if TYPE_CHECKING:
-    from journey.settings import Settings
-
-log = logging.getLogger(__name__)
-
-EVENT_STATES: Final = (*EVENT_TYPES, "exit")
 TOP_CATEGORIES: Final = 5
-PATH_STEPS: Final = 5  # columns of the stage-path flow; longer paths end in a "more" node
-PATH_NODES: Final = (*STAGE_STATES, "more")
 TOP_PATHS: Final = 10
 _PATH_CODE_STEPS: Final = 8  # stage paths are told apart on their first 8 steps
 _N: Final = len(STAGE_STATES)
 _MORE: Final = len(STAGE_STATES)
 _PURCHASE_CODE: Final = EVENT_TYPES.index("purchase")
-
-
-def _nan_to_none(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
-
-
-@dataclass(frozen=True)
-class Funnel:
-    """Sessions reaching each stage (furthest stage at least it, in funnel order) and leaving from each stage."""
-
-    sessions: int
-    reached: tuple[int, ...]  # per STAGES
-    ended: tuple[int, ...]  # per STAGES: the stage of the session's last event
-
-    def shares(self) -> list[float]:
-        return [r / self.sessions if self.sessions else 0.0 for r in self.reached]
-
-    def drop_off(self) -> list[float | None]:
-        """Per step k -> k+1: the share of sessions that reached k but not k+1 (None when none reached k)."""
-        return [1 - b / a if a else None for a, b in itertools.pairwise(self.reached)]
-
-    def to_dict(self) -> dict[str, Any]:
-        steps = [f"{a} -> {b}" for a, b in itertools.pairwise(STAGES)]
-        return {
-            "sessions": self.sessions,
-            "reached": dict(zip(STAGES, self.reached, strict=True)),
-            "share": dict(zip(STAGES, self.shares(), strict=True)),
-            "drop_off": dict(zip(steps, self.drop_off(), strict=True)),
-            "ended_at": dict(zip(STAGES, self.ended, strict=True)),
-        }
-
-
-@dataclass(frozen=True)
-class TimeToConvert:
-    """Per converting session: seconds and events from its start to its first purchase."""
-
-    seconds: np.ndarray
-    events: np.ndarray
-
-    def summary(self) -> dict[str, Any]:
-        if not self.seconds.size:
-            return {"sessions": 0}
-        q = np.percentile(self.seconds, [25, 50, 75, 90])
-        return {
-            "sessions": int(self.seconds.size),
-            "seconds_mean": float(self.seconds.mean()),
-            "seconds_p25": float(q[0]),
-            "seconds_median": float(q[1]),
-            "seconds_p75": float(q[2]),
-            "seconds_p90": float(q[3]),
-            "events_before_mean": float(self.events.mean()),
-            "events_before_median": float(np.median(self.events)),
-        }
-
-
-@dataclass(frozen=True)
-class GroupStats:
-    """Everything estimated for one population of sessions (all, a segment, a category)."""
-
-    label: str
-    sessions: int
-    events: int
-    users: int
-    stages: MarkovChain
-    event_types: MarkovChain
-    funnel: Funnel
-    time_to_convert: TimeToConvert
-
-    def conversion(self) -> dict[str, Any]:
-        """P(purchase) from each stage and event type, expected events, and a new session's conversion."""
-        view = self.stages.absorbing(CONVERSION)
-        full = self.stages.absorbing()
-        p_stage = self.stages.hit_probability(PURCHASE)
-        p_type = self.event_types.hit_probability(PURCHASE)
-        steps = view.conditional_steps(PURCHASE)
-        started = view.from_distribution(self.stages.states, self.stages.initial) if self.sessions else {}
-        return {
-            "purchase_probability": {s: float(p_stage[self.stages.index(s)]) for s in STAGES},
-            "purchase_probability_by_event_type": {t: float(p_type[self.event_types.index(t)]) for t in EVENT_TYPES},
-            "events_to_purchase": {s: _nan_to_none(v) for s, v in zip(view.transient, steps, strict=True)},
-            "events_left": {s: float(v) for s, v in zip(full.transient, full.expected_steps, strict=True)},
-            "new_session_conversion": started.get(PURCHASE, 0.0),
-            "observed_conversion": self.funnel.reached[STAGES.index(PURCHASE)] / self.sessions if self.sessions else 0,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "sessions": self.sessions,
-            "events": self.events,
-            "users": self.users,
-            "stage_chain": self.stages.to_dict(),
-            "event_type_chain": self.event_types.to_dict(),
-            "funnel": self.funnel.to_dict(),
-            "conversion": self.conversion(),
-            "time_to_convert": self.time_to_convert.summary(),
-        }
-
-
-@dataclass(frozen=True)
-class StagePaths:
-    """Stage paths with repeats collapsed (D D C P -> D C P): the commonest ones and the flow between steps.
-
-    Nodes are PATH_NODES codes (stages, exit, "more" for a path longer than PATH_STEPS); `columns[j, node]` counts
-    sessions at step j and `flows[j, a, b]` those moving from node a at step j to node b at step j + 1.
-    """
-
-    sessions: int
-    top: tuple[tuple[tuple[str, ...], int], ...]
-    columns: np.ndarray
-    flows: np.ndarray
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sessions": self.sessions,
-            "top": [{"path": " -> ".join(p), "sessions": n} for p, n in self.top],
-            "nodes": list(PATH_NODES),
-            "columns": self.columns.tolist(),
-        }
-
-
-@dataclass(frozen=True)
-class JourneyAnalysis:
-    dataset: str
-    seed: int
-    window: tuple[datetime, datetime]
-    overall: GroupStats
-    segments: tuple[GroupStats, ...]  # aligned with profiles.segments
-    categories: tuple[GroupStats, ...]
-    paths: StagePaths
-    profiles: Profiles
-    sql_rule_differences: int  # views these rules call consideration and user_activity's SQL calls discovery
-    notes: tuple[str, ...] = ()
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "seed": self.seed,
-            "data_window": {"start": self.window[0].isoformat(), "end": self.window[1].isoformat()},
-            "events": self.overall.events,
-            "sessions": self.overall.sessions,
-            "users": self.overall.users,
-            "segments_k": self.profiles.k,
-            "silhouette": self.profiles.silhouette,
-            "created_at": datetime.now(UTC).isoformat(),
-        }
-
-    def artifact(self) -> JourneyArtifact:
-        """What serving loads: the pooled chains and one stage chain per segment (ids as in `user_profile`)."""
-        segments = tuple(
-            SegmentChain(s.segment_id, s.name, g.users, g.sessions, g.stages)
-            for s, g in zip(self.profiles.segments, self.segments, strict=True)
-        )
-        return JourneyArtifact(self.overall.stages, self.overall.event_types, segments, self.meta())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.meta(),
-            "overall": self.overall.to_dict(),
-            "segments": [g.to_dict() for g in self.segments],
-            "profiles": self.profiles.to_dict(),
-            "categories": [g.to_dict() for g in self.categories],
-            "paths": self.paths.to_dict(),
-            "sql_rule_differences": self.sql_rule_differences,
-            "notes": list(self.notes),
-            "seconds": self.seconds,
-        }
 
 
 # -------------------------------------------------------------------------------------------------------- groups
@@ -446,61 +274,3 @@ def analyze_events(
         dataset, seed, (start, end), overall, tuple(segments), tuple(categories), paths, profiles, differences,
         tuple(notes), seconds,
     )  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------------------- running
-
-
-@dataclass(frozen=True)
-class AnalysisResult:
-    analysis: JourneyAnalysis
-    report: Path
-    html: Path
-    chain: Path
-    features: dict[str, Any] | None
-    seconds: dict[str, float]
-
-
-def run_analysis(
-    dataset: str,
-    settings: Settings,
-    *,
-    seed: int | None = None,
-    top: int = TOP_CATEGORIES,
-    k_range: tuple[int, int] = K_RANGE,
-    write_features: bool = True,
-    progress: Callable[[str], None] | None = None,
-) -> AnalysisResult:
-    """Analyse a stored dataset; write the chain artifact, the report and (optionally) the user_profile features."""
-    from journey.datasets.store import DatasetStore
-    from training.analysis.profiles import write_profiles
-    from training.analysis.report import write_report
-
-    say = progress or (lambda _step: None)
-    check_k_range(k_range)
-    seed = settings.seed if seed is None else seed
-    started = time.perf_counter()
-    say(f"reading events of {dataset!r}")
-    events = DatasetStore(settings.events_dir).events(dataset)
-    say(f"analysing {events.num_rows:,} events")
-    analysis = analyze_events(events, dataset=dataset, seed=seed, top=top, k_range=k_range)
-    seconds = {"analysis": round(time.perf_counter() - started, 3)}
-    chain = analysis.artifact().save(settings.journey_chain_path)
-    say("rendering the report")
-    report, html = write_report(analysis, settings.journey_reports_dir / dataset)
-    seconds["report"] = round(time.perf_counter() - started - seconds["analysis"], 3)
-    features = None
-    if write_features:
-        say("writing user_profile features (offline + online)")
-        features = write_profiles(analysis.profiles, settings)
-    seconds["total"] = round(time.perf_counter() - started, 3)
-    log.info("journey analysis done", extra={"dataset": dataset, "report_path": str(report), "seconds": seconds})
-    return AnalysisResult(analysis, report, html, chain, features, seconds)
-
-
-def check_k_range(k_range: tuple[int, int]) -> None:
-    low, high = k_range
-    if low < 2 or high < low:
-        raise InvalidInputError(
-            f"segment counts must satisfy 2 <= k-min <= k-max, got {low}..{high}", field="k", value=f"{low}..{high}"
-        )

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -30,10 +30,11 @@ import pyarrow as pa
 from journey.contracts import USER, USER_PROFILE, USER_PROFILE_FEATURES, FeatureType
 from journey.events import EVENT_TYPES
 from journey.sessions import stable_argsort
+from journey.settings import Settings
 from journey.stages import PURCHASE_CODE, SessionEvents
-
-if TYPE_CHECKING:
-    from journey.settings import Settings
+from journey.stores.feature_store import apply, opened_store
+from journey.stores.offline import OfflineTables
+from journey.stores.online_write import write_online
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def _design(features: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _choose_k(x: np.ndarray, seed: int, k_range: tuple[int, int]) -> dict[int, float]:
+    # scikit-learn (and threadpoolctl below) load on use: a heavy import the chain estimation does not need
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -338,10 +340,6 @@ def write_profiles(profiles: Profiles, settings: Settings, created: datetime | N
     recorded like a materialisation's, so `journey features materialize` does not write the rows a second time.
     Runs `feast apply` first when the registry does not know the view yet.
     """
-    from journey.stores.feature_store import apply, opened_store
-    from journey.stores.materialize import write_online
-    from journey.stores.offline import OfflineTables
-
     table = profiles.table(created)
     location = OfflineTables(settings).write(USER_PROFILE, table, "replace")
     applied = not _registered(settings)
@@ -356,9 +354,7 @@ def write_profiles(profiles: Profiles, settings: Settings, created: datetime | N
 
 
 def _registered(settings: Settings) -> bool:
-    from feast.errors import FeatureViewNotFoundException
-
-    from journey.stores.feature_store import opened_store
+    from feast.errors import FeatureViewNotFoundException  # Feast is imported lazily (journey.stores.feature_store)
 
     with opened_store(settings) as store:
         try:

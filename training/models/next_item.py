@@ -17,20 +17,19 @@ so no vocabulary file travels beside the model, and a batch of requests is one m
 embeddings (where adaptive batching pays: one [n, d] x [d, items] product instead of n vector products).
 
 Judged on the test days by hit rate at 10 and 20 (the next item is among the top k) and MRR at 20, against two
-baselines that need no learning: the training split's most popular next items, and item-to-item co-visitation (the
-items that most often followed the session's last item in training, topped up with popular ones).
+baselines that need no learning (`baselines.py`): the training split's most popular next items, and item-to-item
+co-visitation (the items that most often followed the session's last item in training, topped up with popular
+ones). It is fitted by the shared torch loop (`training/torch_loop.py`); what is its own here is the vocabulary, the
+network and the batch loss (a softmax over the batch's next items plus sampled negatives).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -40,23 +39,20 @@ from torch import nn
 from journey.contracts import NEXT_ITEM_V1
 from journey.errors import InvalidInputError
 from journey.model_inputs import PAD, NextItemInputSpec, next_item_inputs
-from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES, NEXT_ITEM_OUTPUT_NAMES
-from training.datasets import LABEL
-from training.export import export_recommender
-from training.models.next_action import _torch_threads
+from training.export import ExportReport, export_recommender
+from training.labels import LABEL, label_ids
+from training.models.baselines import next_item_baselines
 from training.runs import Candidate, TrainingRun
-from training.splits import time_split
+from training.splits import TimeSplit, time_split
+from training.torch_loop import History, LoopSettings, Progress, Tensors, batched, fit, torch_threads
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME: Final = "next_item"
-POPULARITY: Final = "popularity"
-COVISITATION: Final = "item_to_item_covisitation"
 UNKNOWN_INDEX: Final = 0  # padding and every item outside the vocabulary
 _MASKED: Final = -1e9  # the logit of index 0: never recommended, and finite so softmax stays NaN-free
 _EVAL_BATCH = 4_096
 Inputs = dict[str, np.ndarray]
-Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -126,42 +122,6 @@ class Vocabulary:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Baselines
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def last_items(inputs: Inputs) -> np.ndarray:
-    """Each row's newest item id; -1 for an empty session."""
-    lengths = inputs["lengths"]
-    last = np.take_along_axis(inputs["item_ids"], np.maximum(lengths - 1, 0)[:, None], axis=1)[:, 0]
-    return np.where(lengths > 0, last, -1)
-
-
-def popular_items(labels: np.ndarray, k: int) -> np.ndarray:
-    """The `k` most frequent training labels, ties by id (padded with -1 when fewer exist)."""
-    ids, counts = np.unique(labels, return_counts=True)
-    top = ids[np.lexsort((ids, -counts))][:k]
-    return np.pad(top, (0, k - len(top)), constant_values=-1)
-
-
-def covisitation(train_last: np.ndarray, train_labels: np.ndarray, test_last: np.ndarray, k: int) -> np.ndarray:
-    """[n, k]: the items that most often came right after each row's last item in training, then popular ones."""
-    popular = popular_items(train_labels, k)
-    pairs = pd.DataFrame({"last": train_last, "next": train_labels})
-    counts = pairs[pairs["last"] >= 0].value_counts().reset_index(name="n")
-    counts = counts.sort_values(["last", "n", "next"], ascending=[True, False, True])
-    followers = counts.groupby("last", sort=False)["next"].apply(lambda s: s.to_numpy()[:k]).to_dict()
-    lasts, row_of = np.unique(np.asarray(test_last, dtype=np.int64), return_inverse=True)
-    lists = np.empty((len(lasts), k), dtype=np.int64)  # one list per distinct last item, not per test row
-    for i, last in enumerate(lasts.tolist()):
-        own = followers.get(last, np.empty(0, dtype=np.int64))
-        fill = popular[~np.isin(popular, own)][: k - len(own)]
-        lists[i] = np.concatenate([own, fill, np.full(k - len(own) - len(fill), -1)])
-    result: np.ndarray = lists[row_of.reshape(-1)]
-    return result
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -228,7 +188,7 @@ class TopItems(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _tensors(inputs: Inputs, vocabulary: Vocabulary) -> list[torch.Tensor]:
+def _tensors(inputs: Inputs, vocabulary: Vocabulary) -> Tensors:
     """`forward`'s arguments: item ids mapped onto the vocabulary, as the graph's LabelEncoder does."""
     return [
         torch.from_numpy(vocabulary.index(inputs["item_ids"])),
@@ -237,77 +197,7 @@ def _tensors(inputs: Inputs, vocabulary: Vocabulary) -> list[torch.Tensor]:
     ]
 
 
-def _mean_loss(net: NextItemNet, x: list[torch.Tensor], y: torch.Tensor) -> float:
-    net.eval()
-    total, rows = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(y), _EVAL_BATCH):
-            target = y[start : start + _EVAL_BATCH]
-            logits = net.logits(*(t[start : start + _EVAL_BATCH] for t in x))
-            loss = nn.functional.cross_entropy(logits, target, ignore_index=UNKNOWN_INDEX, reduction="sum")
-            total += float(loss)
-            rows += int((target != UNKNOWN_INDEX).sum())
-    return total / max(rows, 1)
-
-
-def _fit(
-    net: NextItemNet,
-    train: tuple[list[torch.Tensor], torch.Tensor],
-    valid: tuple[list[torch.Tensor], torch.Tensor],
-    config: NextItemConfig,
-    seed: int,
-    progress: Progress | None,
-) -> tuple[list[float], list[float], int]:
-    """Adam; early stopping on the validation loss (full softmax), the best epoch kept.
-
-    Each step's softmax runs over the batch's own next items plus `sampled_negatives` items drawn uniformly from the
-    vocabulary (0: the whole vocabulary). On the demo shop that made an epoch 5x faster (12 s vs 63 s on one core:
-    the [batch, vocabulary] softmax was most of a step); see NextItemConfig for the hit rates.
-
-    Training rows whose next item is outside the vocabulary (index 0) are left out: they carry no gradient, and a
-    batch made only of them would make the mean loss 0/0 (NaN in the training curve).
-    """
-    (x, y), (x_valid, y_valid) = train, valid
-    known = y != UNKNOWN_INDEX
-    x, y = [t[known] for t in x], y[known]
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    order_rng = torch.Generator().manual_seed(seed)
-    negative_rng = torch.Generator().manual_seed(seed + 1)
-    train_loss: list[float] = []
-    valid_loss: list[float] = []
-    best_epoch, best_state = 0, copy.deepcopy(net.state_dict())
-    for epoch in range(1, config.epochs + 1):
-        net.train()
-        order = torch.randperm(len(y), generator=order_rng)
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            loss = _step_loss(net, [t[batch] for t in x], y[batch], config.sampled_negatives, negative_rng)
-            optimizer.zero_grad()
-            torch.autograd.backward(loss)
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            total += loss.detach().item() * len(batch)
-        train_loss.append(total / max(len(y), 1))
-        valid_loss.append(_mean_loss(net, x_valid, y_valid))
-        if valid_loss[-1] < min(valid_loss[:-1], default=math.inf):
-            best_epoch, best_state = epoch, copy.deepcopy(net.state_dict())
-        log.info("next-item epoch", extra={"epoch": epoch, "train_loss": train_loss[-1], "valid_loss": valid_loss[-1]})
-        if progress is not None:
-            progress(
-                f"epoch {epoch}/{config.epochs}: train loss {train_loss[-1]:.3f}, valid {valid_loss[-1]:.3f}",
-                epoch / config.epochs,
-            )
-        if epoch - best_epoch >= config.patience:
-            break
-    net.load_state_dict(best_state)
-    net.eval()
-    return train_loss, valid_loss, best_epoch
-
-
-def _step_loss(
-    net: NextItemNet, x: list[torch.Tensor], y: torch.Tensor, negatives: int, rng: torch.Generator
-) -> torch.Tensor:
+def step_loss(net: NextItemNet, x: Tensors, y: torch.Tensor, negatives: int, rng: torch.Generator) -> torch.Tensor:
     """Cross-entropy of one batch: over the whole vocabulary, or over its next items plus sampled negatives."""
     if negatives <= 0:
         return nn.functional.cross_entropy(net.logits(*x), y)
@@ -316,44 +206,59 @@ def _step_loss(
     return nn.functional.cross_entropy(net.sampled_logits(x, candidates), torch.searchsorted(candidates, y))
 
 
+def _fit(
+    net: NextItemNet,
+    train: tuple[Tensors, torch.Tensor],
+    valid: tuple[Tensors, torch.Tensor],
+    config: NextItemConfig,
+    seed: int,
+    progress: Progress | None,
+) -> History:
+    """The shared loop with this model's loss; early stopping on the validation loss (full softmax).
+
+    Each step's softmax runs over the batch's own next items plus `sampled_negatives` items drawn uniformly from the
+    vocabulary (0: the whole vocabulary), from a generator of its own seeded with `seed + 1`. On the demo shop that
+    made an epoch 5x faster (12 s vs 63 s on one core: the [batch, vocabulary] softmax was most of a step); see
+    NextItemConfig for the hit rates.
+
+    Training rows whose next item is outside the vocabulary (index 0) are left out: they carry no gradient, and a
+    batch made only of them would make the mean loss 0/0 (NaN in the training curve).
+    """
+    (x, y) = train
+    known = y != UNKNOWN_INDEX
+    x, y = [t[known] for t in x], y[known]
+    negative_rng = torch.Generator().manual_seed(seed + 1)
+
+    def batch_loss(x: Tensors, y: torch.Tensor) -> torch.Tensor:
+        return step_loss(net, x, y, config.sampled_negatives, negative_rng)
+
+    def eval_loss(x: Tensors, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        loss = nn.functional.cross_entropy(net.logits(*x), y, ignore_index=UNKNOWN_INDEX, reduction="sum")
+        return loss, float(int((y != UNKNOWN_INDEX).sum()))
+
+    loop = LoopSettings(
+        name="next-item",
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        patience=config.patience,
+        eval_batch=_EVAL_BATCH,
+    )
+    return fit(net, (x, y), valid, loop, seed=seed, batch_loss=batch_loss, eval_loss=eval_loss, progress=progress)
+
+
 def recommend(net: NextItemNet, vocabulary: Vocabulary, inputs: Inputs, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Item ids [n, k] and their probabilities from the native module (what the ONNX graph must reproduce)."""
-    net.eval()
-    x = _tensors(inputs, vocabulary)
     table = vocabulary.table()
-    ids, scores = [], []
-    with torch.no_grad():
-        for start in range(0, len(x[0]), _EVAL_BATCH):
-            top, index = torch.topk(net(*(t[start : start + _EVAL_BATCH] for t in x)), k, dim=1)
-            ids.append(table[index.numpy()])
-            scores.append(top.numpy())
-    if not ids:
+
+    def top(batch: Tensors) -> tuple[np.ndarray, np.ndarray]:
+        scores, index = torch.topk(net(*batch), k, dim=1)
+        return table[index.numpy()], scores.numpy()
+
+    parts = batched(net, _tensors(inputs, vocabulary), _EVAL_BATCH, top)
+    if not parts:
         return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
-    return np.concatenate(ids), np.concatenate(scores)
-
-
-def label_ids(frame: pd.DataFrame) -> np.ndarray:
-    """The `label` column as int64 item ids; a missing column or a label that is not an integer (missing, 2.5,
-    "abc") names it. Integral floats (12.0, what a merge with gaps makes of int64) are accepted."""
-    if LABEL not in frame.columns:
-        raise InvalidInputError(f"the training frame has no {LABEL!r} column", field=LABEL)
-    column = frame[LABEL]
-    try:
-        numbers = pd.to_numeric(column, errors="raise")
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"next-item labels must be item ids (integers): {exc}", field=LABEL) from exc
-    if pd.api.types.is_integer_dtype(numbers.dtype) and not numbers.isna().any():
-        return numbers.to_numpy(dtype=np.int64)
-    values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values) | (values != np.round(values))  # cast to int64, NaN would become -2**63 silently
-    if bad.any():
-        first = column[bad].iloc[0]
-        raise InvalidInputError(
-            f"next-item labels must be item ids (integers): {int(bad.sum())} are not, e.g. {first}",
-            field=LABEL,
-            value=str(first),
-        )
-    return values.astype(np.int64)
+    return np.concatenate([ids for ids, _ in parts]), np.concatenate([scores for _, scores in parts])
 
 
 def train_next_item(
@@ -372,55 +277,22 @@ def train_next_item(
     """
     config = config or NextItemConfig()
     spec = config.input_spec()
-    label_ids(frame)
-    split = time_split(frame, min_rows=config.min_split_rows)
-    parts = {"train": split.train, "valid": split.valid, "test": split.test}
-    labels = {name: label_ids(part) for name, part in parts.items()}
-    if len(np.unique(labels["train"])) < 2:
-        raise InvalidInputError(
-            f"every training example's next item is {labels['train'][0]}: nothing to rank",
-            field=LABEL,
-            value=int(labels["train"][0]),
-        )
+    split, labels = _split(frame, config)
     started = time.perf_counter()
+    parts = {"train": split.train, "valid": split.valid, "test": split.test}
     inputs = {name: next_item_inputs(part, spec) for name, part in parts.items()}
     vocabulary = Vocabulary.build(inputs["train"], labels["train"], config.max_items)
     k = min(spec.top_k, len(vocabulary))
     seconds = {"inputs": time.perf_counter() - started}
-    with _torch_threads(config.max_threads):
-        torch.manual_seed(seed)
-        net = NextItemNet(len(vocabulary), spec, config)
-        started = time.perf_counter()
-        target = {name: torch.from_numpy(vocabulary.index(labels[name])) for name in ("train", "valid")}
-        train_loss, valid_loss, best_epoch = _fit(
-            net,
-            (_tensors(inputs["train"], vocabulary), target["train"]),
-            (_tensors(inputs["valid"], vocabulary), target["valid"]),
-            config,
-            seed,
-            progress,
-        )
-        seconds["fit"] = time.perf_counter() - started
-        model_ids, _ = recommend(net, vocabulary, inputs["test"], min(config.eval_k, k))
-        started = time.perf_counter()
-        holdout = {name: values[: config.holdout_rows] for name, values in inputs["test"].items()}
-        report = export_recommender(
-            TopItems(net, k),
-            vocabulary.ids,
-            holdout,
-            onnx_path,
-            native=lambda feeds: list(recommend(net, vocabulary, feeds, k)),
-        )
-        seconds["export"] = time.perf_counter() - started
+    fitted = _fit_and_export(inputs, labels, vocabulary, k, config, seed, onnx_path, progress, seconds)
+    history, model_ids, report = fitted
 
     candidates = (
         Candidate("gru4rec", _pad_columns(model_ids, config.eval_k), is_model=True),
-        *_baselines(inputs, labels, config.eval_k),
+        *next_item_baselines(inputs, labels, config.eval_k),
     )
-    log.info(
-        "next-item model trained",
-        extra={"rows": split.summary.rows, "items": len(vocabulary), "best_epoch": best_epoch, "path": str(onnx_path)},
-    )
+    extra = {"rows": split.summary.rows, "items": len(vocabulary), "best_epoch": history.best_epoch}
+    log.info("next-item model trained", extra={**extra, "path": str(onnx_path)})
     return TrainingRun(
         model_name=MODEL_NAME,
         framework="pytorch",
@@ -431,47 +303,89 @@ def train_next_item(
         labels=labels["test"],
         candidates=candidates,
         split=split.summary,
-        params={
-            "seed": seed,
-            "config": asdict(config),
-            "input_spec": {**spec.to_dict(), "top_k": k},
-            "vocabulary_size": len(vocabulary),
-            "best_epoch": best_epoch,
-            "epochs_run": len(valid_loss),
-        },
-        history={"train_loss": train_loss, "valid_loss": valid_loss},
+        params=_params(config, spec, seed, k, len(vocabulary), history),
+        history={"train_loss": history.train_loss, "valid_loss": history.valid_loss},
         seconds=seconds,
     )
+
+
+def _fit_and_export(
+    inputs: dict[str, Inputs],
+    labels: dict[str, np.ndarray],
+    vocabulary: Vocabulary,
+    k: int,
+    config: NextItemConfig,
+    seed: int,
+    onnx_path: Path,
+    progress: Progress | None,
+    seconds: dict[str, float],
+) -> tuple[History, np.ndarray, ExportReport]:
+    """Seed, build, fit, recommend for the test days and export, with torch's threads set for the run (adds the
+    timings); returns the model's test lists of `min(eval_k, k)` item ids."""
+    with torch_threads(config.max_threads):
+        torch.manual_seed(seed)
+        net = NextItemNet(len(vocabulary), config.input_spec(), config)
+        started = time.perf_counter()
+        target = {name: torch.from_numpy(vocabulary.index(labels[name])) for name in ("train", "valid")}
+        history = _fit(
+            net,
+            (_tensors(inputs["train"], vocabulary), target["train"]),
+            (_tensors(inputs["valid"], vocabulary), target["valid"]),
+            config,
+            seed,
+            progress,
+        )
+        seconds["fit"] = time.perf_counter() - started
+        model_ids, _ = recommend(net, vocabulary, inputs["test"], min(config.eval_k, k))
+        started = time.perf_counter()
+        report = _export(net, vocabulary, inputs["test"], config, k, onnx_path)
+        seconds["export"] = time.perf_counter() - started
+    return history, model_ids, report
+
+
+def _split(frame: pd.DataFrame, config: NextItemConfig) -> tuple[TimeSplit, dict[str, np.ndarray]]:
+    """The time split and its item-id labels; refuses bad labels (before any work) and a single training item."""
+    label_ids(frame)
+    split = time_split(frame, min_rows=config.min_split_rows)
+    parts = {"train": split.train, "valid": split.valid, "test": split.test}
+    labels = {name: label_ids(part) for name, part in parts.items()}
+    if len(np.unique(labels["train"])) < 2:
+        raise InvalidInputError(
+            f"every training example's next item is {labels['train'][0]}: nothing to rank",
+            field=LABEL,
+            value=int(labels["train"][0]),
+        )
+    return split, labels
+
+
+def _export(
+    net: NextItemNet, vocabulary: Vocabulary, test: Inputs, config: NextItemConfig, k: int, onnx_path: Path
+) -> ExportReport:
+    """The self-contained graph (vocabulary and top-k in it), parity-checked on the first `holdout_rows` test rows."""
+    holdout = {name: values[: config.holdout_rows] for name, values in test.items()}
+    return export_recommender(
+        TopItems(net, k),
+        vocabulary.ids,
+        holdout,
+        onnx_path,
+        native=lambda feeds: list(recommend(net, vocabulary, feeds, k)),
+    )
+
+
+def _params(
+    config: NextItemConfig, spec: NextItemInputSpec, seed: int, k: int, items: int, history: History
+) -> dict[str, Any]:
+    """What the registry keeps: enough to retrain the same model and to rebuild its inputs online (input_spec)."""
+    return {
+        "seed": seed,
+        "config": asdict(config),
+        "input_spec": {**spec.to_dict(), "top_k": k},
+        "vocabulary_size": items,
+        "best_epoch": history.best_epoch,
+        "epochs_run": history.epochs_run,
+    }
 
 
 def _pad_columns(ids: np.ndarray, k: int) -> np.ndarray:
     """[n, k]: a vocabulary smaller than `k` leaves the last places empty (-1, never a hit)."""
     return np.pad(ids, ((0, 0), (0, max(k - ids.shape[1], 0))), constant_values=-1)[:, :k]
-
-
-def _baselines(inputs: dict[str, Inputs], labels: dict[str, np.ndarray], k: int) -> list[Candidate]:
-    popular = popular_items(labels["train"], k)
-    test_rows = len(labels["test"])
-    return [
-        Candidate(POPULARITY, np.tile(popular, (test_rows, 1))),
-        Candidate(
-            COVISITATION, covisitation(last_items(inputs["train"]), labels["train"], last_items(inputs["test"]), k)
-        ),
-    ]
-
-
-__all__ = [
-    "COVISITATION",
-    "MODEL_NAME",
-    "NEXT_ITEM_INPUT_NAMES",
-    "NEXT_ITEM_OUTPUT_NAMES",
-    "POPULARITY",
-    "NextItemConfig",
-    "NextItemNet",
-    "TopItems",
-    "Vocabulary",
-    "covisitation",
-    "popular_items",
-    "recommend",
-    "train_next_item",
-]

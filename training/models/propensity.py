@@ -1,6 +1,6 @@
 """Purchase propensity: will this user buy this item later in this session? XGBoost on `purchase_propensity_v1`.
 
-The model is judged against what a team would ship without it, on the same later days:
+The model is judged against what a team would ship without it, on the same later days (`baselines.py`):
 
     logistic_regression   the same features, median-imputed (with missing indicators) and standardised
     cart_heuristic        "has the user added to cart this session": the purchase rate of the examples with and
@@ -30,10 +30,18 @@ import pandas as pd
 
 from journey.contracts import PURCHASE_PROPENSITY_V1
 from journey.errors import InvalidInputError
-from training.datasets import LABEL, LABEL_TIMESTAMP, ROW_ID, TIMESTAMP
-from training.export import export_xgboost
+from journey.model_inputs import feature_matrix
+from training.export import ExportReport, export_xgboost
+from training.labels import LABEL, LABEL_TIMESTAMP, ROW_ID, TIMESTAMP
+from training.models.baselines import (
+    CART_HEURISTIC,
+    HEURISTIC_COLUMN,
+    LOGISTIC_REGRESSION,
+    cart_heuristic,
+    logistic_regression,
+)
 from training.runs import Candidate, TrainingRun
-from training.splits import time_split
+from training.splits import TimeSplit, time_split
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,6 @@ NON_FEATURES: Final = frozenset(
         *("request_ts", "candidate_item_id", LABEL, LABEL_TIMESTAMP),
     }
 )
-HEURISTIC_COLUMN: Final = "session_carts"
 HOLDOUT_ROWS: Final = 2048
 
 Progress = Callable[[str, float], None]
@@ -76,12 +83,6 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [*features, *REQUEST_FEATURES]
 
 
-def _matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    from journey.model_inputs import feature_matrix
-
-    return feature_matrix(frame, columns)
-
-
 def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame[LABEL].to_numpy(dtype=np.int64)
 
@@ -99,7 +100,7 @@ def _check_classes(name: str, y: np.ndarray) -> None:
 
 
 def _xgb(config: PropensityConfig, seed: int, trees: int, early_stopping: bool) -> Any:
-    from xgboost import XGBClassifier
+    from xgboost import XGBClassifier  # a heavy import that only a propensity run needs
 
     return XGBClassifier(
         n_estimators=trees,
@@ -141,32 +142,6 @@ def _fit_xgboost(
     return model, history
 
 
-def _logistic_regression(x_train: np.ndarray, y_train: np.ndarray, seed: int) -> Any:
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(
-        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-        StandardScaler(),
-        LogisticRegression(max_iter=2000, C=1.0, random_state=seed),
-    )
-    model.fit(x_train, y_train)
-    return model
-
-
-def cart_heuristic(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """Purchase rate of training rows with/without a cart in the session, applied to the test rows."""
-    had_cart_train = train[HEURISTIC_COLUMN].fillna(0).to_numpy() > 0
-    y = _labels(train)
-    overall = float(y.mean())
-    rate_cart = float(y[had_cart_train].mean()) if had_cart_train.any() else overall
-    rate_none = float(y[~had_cart_train].mean()) if (~had_cart_train).any() else overall
-    had_cart_test = test[HEURISTIC_COLUMN].fillna(0).to_numpy() > 0
-    return np.where(had_cart_test, rate_cart, rate_none).astype(np.float64)
-
-
 def train_propensity(
     frame: pd.DataFrame,
     onnx_path: Path,
@@ -182,6 +157,44 @@ def train_propensity(
     """
     config = config or PropensityConfig()
     say = progress or (lambda _step, _fraction: None)
+    _check_frame(frame)
+    split = time_split(
+        frame, valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, min_rows=config.min_split_rows
+    )
+    columns = feature_columns(frame)
+    y = {name: _labels(part) for name, part in (("train", split.train), ("valid", split.valid), ("test", split.test))}
+    for name, labels in y.items():
+        _check_classes(name, labels)
+    x_train, x_valid, x_test = (feature_matrix(p, columns) for p in (split.train, split.valid, split.test))
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    say("fitting XGBoost (early stopping on the validation days)", 0.1)
+    model, history = _fit_xgboost(x_train, y["train"], x_valid, y["valid"], config, seed)
+    seconds["fit"] = time.perf_counter() - started
+
+    say("fitting the logistic-regression baseline", 0.6)
+    started = time.perf_counter()
+    lr = logistic_regression(x_train, y["train"], seed)
+    seconds["fit_baselines"] = time.perf_counter() - started
+
+    say("exporting to ONNX (parity check)", 0.8)
+    started = time.perf_counter()
+    export = export_xgboost(model, columns, x_test[:HOLDOUT_ROWS], onnx_path)
+    seconds["export"] = time.perf_counter() - started
+
+    candidates = (
+        Candidate("xgboost", model.predict_proba(x_test)[:, 1].astype(np.float64), is_model=True),
+        Candidate(LOGISTIC_REGRESSION, lr.predict_proba(x_test)[:, 1].astype(np.float64)),
+        Candidate(CART_HEURISTIC, cart_heuristic(split.train, split.test)),
+    )
+    say("done", 1.0)
+    params = {**asdict(config), "seed": seed, "trees": int(model.n_estimators), "features": len(columns)}
+    return _run(export, columns, y["test"], candidates, split, params, history, seconds)
+
+
+def _check_frame(frame: pd.DataFrame) -> None:
+    """A propensity training set has 0/1 integer labels and the heuristic's column."""
     label_column = frame[LABEL] if LABEL in frame.columns else None
     labels_ok = (
         label_column is not None and pd.api.types.is_integer_dtype(label_column) and label_column.isin([0, 1]).all()
@@ -192,38 +205,18 @@ def train_propensity(
             field="frame",
             value=sorted(frame.columns)[:20],
         )
-    split = time_split(
-        frame, valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, min_rows=config.min_split_rows
-    )
-    columns = feature_columns(frame)
-    y = {name: _labels(part) for name, part in (("train", split.train), ("valid", split.valid), ("test", split.test))}
-    for name, labels in y.items():
-        _check_classes(name, labels)
-    x_train, x_valid, x_test = (_matrix(p, columns) for p in (split.train, split.valid, split.test))
 
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    say("fitting XGBoost (early stopping on the validation days)", 0.1)
-    model, history = _fit_xgboost(x_train, y["train"], x_valid, y["valid"], config, seed)
-    seconds["fit"] = time.perf_counter() - started
 
-    say("fitting the logistic-regression baseline", 0.6)
-    started = time.perf_counter()
-    lr = _logistic_regression(x_train, y["train"], seed)
-    seconds["fit_baselines"] = time.perf_counter() - started
-
-    say("exporting to ONNX (parity check)", 0.8)
-    started = time.perf_counter()
-    export = export_xgboost(model, columns, x_test[:HOLDOUT_ROWS], onnx_path)
-    seconds["export"] = time.perf_counter() - started
-
-    candidates = (
-        Candidate("xgboost", model.predict_proba(x_test)[:, 1].astype(np.float64), is_model=True),
-        Candidate("logistic_regression", lr.predict_proba(x_test)[:, 1].astype(np.float64)),
-        Candidate("cart_heuristic", cart_heuristic(split.train, split.test)),
-    )
-    say("done", 1.0)
-    params = {**asdict(config), "seed": seed, "trees": int(model.n_estimators), "features": len(columns)}
+def _run(
+    export: ExportReport,
+    columns: list[str],
+    test_labels: np.ndarray,
+    candidates: tuple[Candidate, ...],
+    split: TimeSplit,
+    params: dict[str, Any],
+    history: dict[str, list[float]],
+    seconds: dict[str, float],
+) -> TrainingRun:
     return TrainingRun(
         model_name=MODEL_NAME,
         framework="xgboost",
@@ -231,7 +224,7 @@ def train_propensity(
         export=export,
         feature_order=tuple(columns),
         classes=("0", "1"),
-        labels=y["test"],
+        labels=test_labels,
         candidates=candidates,
         split=split.summary,
         params=params,

@@ -13,7 +13,8 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from journey.registry import Base, create_registry_engine, migration_lock_key, registry_schema
+from journey.registry.database import create_registry_engine, migration_lock_key, registry_schema
+from journey.registry.orm import Base
 from journey.settings import get_settings
 
 

@@ -140,7 +140,7 @@ def _features_online(settings: Settings) -> None:
     """Offline tables from the dataset, `feast apply`, materialisation up to now, and the journey analysis (its
     chain for `/journey/{user_id}` and the user_profile features, offline and online)."""
     from journey.stores.feature_store import apply, materialize
-    from training.analysis.journey import run_analysis
+    from training.analysis.run import run_analysis
     from training.pipeline import build_offline
 
     build_offline(DATASET, settings)

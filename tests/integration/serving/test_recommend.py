@@ -25,22 +25,19 @@ def server(shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 @pytest.fixture(scope="module")
 def predictor(shop: Shop) -> Iterator[Any]:
     """The production next_item version and its feature reader, built in this process as the service builds them."""
-    from journey.model_inputs import NextItemInputSpec
     from journey.registry import Registry
     from journey.stores.feature_store import close_store, open_store
     from serving.features import OnlineFeatureReader
-    from serving.predict import RecommendPredictor
+    from serving.predictors import build_predictor
     from serving.runtime import ModelRuntime
-    from serving.state import model_info
 
     store = open_store(shop.settings)
     with Registry(shop.settings) as registry:
         version = registry.get("next_item", "production")
         runtime = ModelRuntime.load(registry.artifact_path(version), intra_op_threads=1, inter_op_threads=1)
-    spec = NextItemInputSpec.from_dict(version.params["input_spec"])
     try:
         reader = OnlineFeatureReader(store, c.NEXT_ITEM_V1)
-        yield RecommendPredictor(model_info(version, runtime), reader, spec), runtime
+        yield build_predictor(version, runtime, "production", lambda _service: reader), runtime
     finally:
         close_store(store)
 

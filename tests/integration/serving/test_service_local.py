@@ -44,40 +44,31 @@ class InProcess:
     """The production models and feature readers built in this process, as the service builds them."""
 
     versions: dict[str, int]
-    purchase: Any  # serving.predict.PurchasePredictor
-    next_action: Any  # serving.predict.NextActionPredictor
+    purchase: Any  # serving.predictors.purchase.PurchasePredictor
+    next_action: Any  # serving.predictors.next_action.NextActionPredictor
     runtimes: dict[str, Any]  # serving.runtime.ModelRuntime per model
 
 
 @pytest.fixture(scope="module")
 def in_process(shop: Shop) -> Iterator[InProcess]:
-    from journey.model_inputs import NextActionInputSpec
     from journey.registry import Registry
     from journey.stores.feature_store import close_store, open_store
     from serving.features import OnlineFeatureReader
-    from serving.predict import ModelInfo, NextActionPredictor, PurchasePredictor
+    from serving.predictors import build_predictor
     from serving.runtime import ModelRuntime
 
     store = open_store(shop.settings)
-    infos, runtimes, params, versions = {}, {}, {}, {}
+    predictors, runtimes, versions = {}, {}, {}
     with Registry(shop.settings) as registry:
         for name in MODELS:
             version = registry.get(name, "production")
             runtimes[name] = ModelRuntime.load(registry.artifact_path(version), intra_op_threads=1, inter_op_threads=1)
-            params[name] = version.params
             versions[name] = version.version
-            infos[name] = ModelInfo(
-                name=name,
-                version=version.version,
-                feature_service=version.feature_service,
-                feature_order=tuple(version.params.get("feature_order") or runtimes[name].feature_order),
-                classes=tuple(version.params.get("classes") or ()),
+            predictors[name] = build_predictor(
+                version, runtimes[name], "production", lambda service: OnlineFeatureReader(store, service)
             )
-    purchase = PurchasePredictor(infos["purchase_propensity"], OnlineFeatureReader(store, c.PURCHASE_PROPENSITY_V1))
-    spec = NextActionInputSpec.from_dict(params["next_action"]["input_spec"])
-    next_action = NextActionPredictor(infos["next_action"], OnlineFeatureReader(store, c.NEXT_ACTION_V1), spec)
     try:
-        yield InProcess(versions, purchase, next_action, runtimes)
+        yield InProcess(versions, predictors["purchase_propensity"], predictors["next_action"], runtimes)
     finally:
         close_store(store)
 

@@ -2,89 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from benchmarks.load import NotLoopbackError, check_loopback, load
-
-
-@dataclass
-class Seen:
-    """What the server saw: requests received and the most it was answering at once."""
-
-    requests: int = 0
-    in_flight: int = 0
-    most_in_flight: int = 0
-    bodies: list[object] = field(default_factory=list)
-
-
-@dataclass
-class Server:
-    url: str
-    seen: Seen
-
-
-def _app(seen: Seen) -> Starlette:
-    async def echo(request: Request) -> Response:
-        body = await request.json()
-        seen.requests += 1
-        seen.bodies.append(body)
-        seen.in_flight += 1
-        seen.most_in_flight = max(seen.most_in_flight, seen.in_flight)
-        try:
-            await asyncio.sleep(0.005)  # long enough that concurrent requests overlap
-        finally:
-            seen.in_flight -= 1
-        if isinstance(body, dict) and body.get("fail"):
-            return JSONResponse({"error": "asked to fail"}, status_code=500)
-        return JSONResponse(body)
-
-    async def ping(_request: Request) -> Response:
-        seen.requests += 1
-        return Response("ok")
-
-    return Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/ping", ping, methods=["GET"])])
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    seen = Seen()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(_app(seen), log_level="warning", lifespan="off", access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.01)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", seen)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@pytest.fixture
-def seen(server: Server) -> Seen:
-    server.seen.requests = server.seen.most_in_flight = 0
-    server.seen.bodies.clear()
-    return server.seen
+from tests.unit.benchmarks.echo_server import Seen, Server
 
 
 def test_a_fixed_count_is_sent_and_timed_and_warmup_is_not_reported(server: Server, seen: Seen) -> None:

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from journey.chain import JourneyArtifact
+from journey.chain_artifact import JourneyArtifact
 from journey.datasets.store import DatasetStore
 from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.settings import Settings

@@ -1,4 +1,4 @@
-"""The metrics that exist for the alerts (serving/metrics.py, set in serving/state.py): GPU expected, the training
+"""The metrics that exist for the alerts (serving/metrics.py, set in serving/loaded.py): GPU expected, the training
 score reference of drift, and the A/B route weights and conversions that sample-ratio and conversion panels read."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from journey.registry import ModelVersion, Stage
-from journey.settings import Settings
-from serving import metrics, state
+from serving import loaded, metrics
 from serving.runtime import ModelRuntime
 
 
@@ -53,7 +52,7 @@ def _runtime(framework: str) -> ModelRuntime:
 
 
 def _report(tmp_path: Path, training_set: dict[str, Any]) -> Path:
-    (tmp_path / state.REPORT_METRICS_FILE).write_text(json.dumps({"training_set": training_set}), encoding="utf-8")
+    (tmp_path / loaded.REPORT_METRICS_FILE).write_text(json.dumps({"training_set": training_set}), encoding="utf-8")
     return tmp_path / "report.md"
 
 
@@ -83,22 +82,22 @@ def test_prime_series_gives_each_route_zero_conversions() -> None:
 def test_gpu_is_expected_only_for_graphs_with_cuda_kernels_on_a_host_with_a_gpu(
     monkeypatch: pytest.MonkeyPatch, device: bool, framework: str, expected: bool
 ) -> None:
-    monkeypatch.setattr(state, "nvidia_device_present", lambda: device)
+    monkeypatch.setattr(loaded, "nvidia_device_present", lambda: device)
 
-    assert state.gpu_expected(_runtime(framework)) is expected
+    assert loaded.gpu_expected(_runtime(framework)) is expected
 
 
 def test_training_reference_prefers_the_registered_score_reference(tmp_path: Path) -> None:
     report = _report(tmp_path, {"positive_rate": 0.3})
     version = _version("ref_model", metrics_={"score_reference": {"mean": 0.21}}, report=report)
 
-    assert state.training_score_mean(version) == 0.21
+    assert loaded.training_score_mean(version) == 0.21
 
 
 def test_training_reference_of_a_binary_model_is_its_training_positive_rate(tmp_path: Path) -> None:
     version = _version("ref_model", report=_report(tmp_path, {"positive_rate": 0.3}))
 
-    assert state.training_score_mean(version) == 0.3
+    assert loaded.training_score_mean(version) == 0.3
 
 
 def test_no_training_reference_without_a_source(tmp_path: Path) -> None:
@@ -108,19 +107,19 @@ def test_no_training_reference_without_a_source(tmp_path: Path) -> None:
     unreadable = _version("ref_model", report=tmp_path / "gone" / "report.md")
     no_rate = _version("ref_model", report=_report(tmp_path / "no_rate", {}))
 
-    assert state.training_score_mean(multiclass) is None
-    assert state.training_score_mean(unreadable) is None
-    assert state.training_score_mean(no_rate) is None
-    assert state.training_score_mean(_version("ref_model")) is None
+    assert loaded.training_score_mean(multiclass) is None
+    assert loaded.training_score_mean(unreadable) is None
+    assert loaded.training_score_mean(no_rate) is None
+    assert loaded.training_score_mean(_version("ref_model")) is None
 
 
 def test_serving_a_version_publishes_its_gpu_expectation_and_reference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(state, "nvidia_device_present", lambda: True)
-    serving = state.ServingState(Settings(data_dir=tmp_path / "data"))
+    monkeypatch.setattr(loaded, "nvidia_device_present", lambda: True)
+    version = _version("serve_ref_model", report=_report(tmp_path, {"positive_rate": 0.4}))
 
-    serving._serve(_version("serve_ref_model", report=_report(tmp_path, {"positive_rate": 0.4})), _runtime("pytorch"))
+    loaded.Loaded(version, _runtime("pytorch")).publish()
 
     labels = {"model": "serve_ref_model", "version": "7"}
     assert _value("journey_gpu_expected", **labels) == 1

@@ -37,7 +37,7 @@ def test_bento_builds_offline_with_the_entrypoint_and_sources_the_manifests_use(
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text(encoding="utf-8")
     assert 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]' in dockerfile
     assert "EXPOSE 3000" in dockerfile
-    assert (bento / "src" / "journey" / "cli" / "__init__.py").is_file()
+    assert (bento / "src" / "cli" / "__init__.py").is_file()
     assert (bento / "src" / "serving" / "service.py").is_file()
     assert (bento / "src" / "feature_repo").is_dir()
     job = yaml.safe_load((INFRA / "k8s" / "base" / "job-features-init.yaml").read_text(encoding="utf-8"))

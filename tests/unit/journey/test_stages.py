@@ -162,7 +162,7 @@ def test_stage_ordinals_are_the_contract_ones() -> None:
 
 def test_stages_import_neither_feast_nor_torch_nor_upper_layers() -> None:
     code = (
-        "import sys, journey.stages, journey.chain\n"
+        "import sys, journey.stages, journey.chain, journey.chain_artifact\n"
         "bad = [m for m in ('feast', 'torch', 'training', 'serving') if m in sys.modules]\n"
         "assert not bad, bad"
     )

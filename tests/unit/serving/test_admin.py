@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
+from journey.contracts import PREDICT_PURCHASE
 from journey.registry import Registry
 from journey.settings import Settings
 from serving import http
 from serving.admin import Admin
-from serving.lifecycle import PURCHASE_ENDPOINT, Lifecycle
+from serving.lifecycle import Lifecycle
 from tests.factories.served import register_propensity
 from tests.unit.serving.test_http import Client
 
@@ -44,7 +45,7 @@ def client(settings: Settings, lifecycle: Lifecycle) -> Iterator[Client]:
 
 
 def served_variants(lifecycle: Lifecycle) -> dict[str, int]:
-    return {name: arm.version for name, arm in lifecycle.snapshot.endpoints[PURCHASE_ENDPOINT].arms.items()}
+    return {name: arm.version for name, arm in lifecycle.snapshot.endpoints[PREDICT_PURCHASE].arms.items()}
 
 
 @pytest.mark.parametrize(
@@ -85,22 +86,22 @@ def test_deploy_changes_the_route_and_this_worker_serves_it_before_answering(
 
 def test_set_shadow_show_rollback_and_clear_over_http(client: Client, lifecycle: Lifecycle) -> None:
     variants: list[Any] = ["control=1:90", {"name": "candidate", "version": 2, "weight": 10}]
-    set_ = client.request("PUT", f"/admin/routes/{PURCHASE_ENDPOINT}", json={"variants": variants}, headers=AUTH)
+    set_ = client.request("PUT", f"/admin/routes/{PREDICT_PURCHASE}", json={"variants": variants}, headers=AUTH)
     shadow = client.request(
-        "PUT", f"/admin/routes/{PURCHASE_ENDPOINT}/shadow", json={"model_version": "3"}, headers=AUTH
+        "PUT", f"/admin/routes/{PREDICT_PURCHASE}/shadow", json={"model_version": "3"}, headers=AUTH
     )
-    shown = client.request("GET", f"/admin/routes?endpoint={PURCHASE_ENDPOINT}", headers=AUTH)
+    shown = client.request("GET", f"/admin/routes?endpoint={PREDICT_PURCHASE}", headers=AUTH)
 
     assert set_.status_code == shadow.status_code == shown.status_code == 200
     assert shown.json()["routes"][0]["shadow_version"] == 3
-    assert shown.json()["serving"][PURCHASE_ENDPOINT]["shadow_version"] == 3
+    assert shown.json()["serving"][PREDICT_PURCHASE]["shadow_version"] == 3
     assert served_variants(lifecycle) == {"control": 1, "candidate": 2}
 
-    back = client.request("POST", f"/admin/routes/{PURCHASE_ENDPOINT}/rollback", json={}, headers=AUTH)
+    back = client.request("POST", f"/admin/routes/{PREDICT_PURCHASE}/rollback", json={}, headers=AUTH)
     assert back.status_code == 200
     assert back.json()["route"]["shadow_version"] is None
 
-    cleared = client.request("DELETE", f"/admin/routes/{PURCHASE_ENDPOINT}", headers=AUTH)
+    cleared = client.request("DELETE", f"/admin/routes/{PREDICT_PURCHASE}", headers=AUTH)
     assert cleared.status_code == 200
     assert served_variants(lifecycle) == {"production": 1}
 
@@ -114,17 +115,17 @@ def test_changes_over_http_are_audited_with_the_actor(client: Client, settings: 
     )
 
     with Registry(settings) as registry:
-        assert registry.route_history(PURCHASE_ENDPOINT)[0].actor == "ci-bot"
+        assert registry.route_history(PREDICT_PURCHASE)[0].actor == "ci-bot"
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "field"),
     [
-        ("PUT", f"/admin/routes/{PURCHASE_ENDPOINT}", {"variants": ["control=1"]}, 422, "variant"),
-        ("PUT", f"/admin/routes/{PURCHASE_ENDPOINT}", {"variants": "control=1:1"}, 422, "variants"),
+        ("PUT", f"/admin/routes/{PREDICT_PURCHASE}", {"variants": ["control=1"]}, 422, "variant"),
+        ("PUT", f"/admin/routes/{PREDICT_PURCHASE}", {"variants": "control=1:1"}, 422, "variants"),
         ("POST", "/admin/deploy", {"model_version": "purchase_propensity:9", "weight": 10}, 422, "version"),
         ("POST", "/admin/deploy", {"model_version": "purchase_propensity:2"}, 422, "weight"),
-        ("POST", f"/admin/routes/{PURCHASE_ENDPOINT}/rollback", {}, 404, None),
+        ("POST", f"/admin/routes/{PREDICT_PURCHASE}/rollback", {}, 404, None),
         ("POST", "/admin/nothing", {}, 404, None),
     ],
     ids=["bad-variant", "variants-not-a-list", "unknown-version", "no-weight", "nothing-to-roll-back", "unknown"],

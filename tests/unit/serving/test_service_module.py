@@ -23,6 +23,9 @@ def test_service_module_imports_no_model_or_feature_code() -> None:
     assert out == "[]"
 
 
-def test_service_names_the_propensity_model_as_predict_does() -> None:
-    out = _python("from serving import predict, service; print(service.PURCHASE_MODEL == predict.PURCHASE_MODEL)")
-    assert out == "True"
+def test_every_routed_endpoint_of_the_contracts_is_an_api_of_the_service() -> None:
+    out = _python(
+        "from journey.contracts import ENDPOINT_MODELS; from serving import service; "
+        "print(sorted(set(ENDPOINT_MODELS) - set(service.Journey.apis)), sorted(service.API_PATHS))"
+    )
+    assert out == "[] ['/events', '/predict_next_action', '/predict_purchase', '/recommend']"

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.evaluate import evaluate, hit_rate, lift_and_gain, mrr, paired_bootstrap, write_report
+from training.evaluate import evaluate, hit_rate, lift_and_gain, mrr, paired_bootstrap
 from training.export import ExportReport
+from training.model_report import write_report
 from training.runs import Candidate, TrainingRun
 from training.splits import SplitSummary
 

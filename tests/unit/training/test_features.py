@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -19,7 +18,7 @@ from journey.datasets.store import DatasetStore
 from journey.events import EVENT_SCHEMA
 from journey.settings import Settings
 from journey.stores.offline import OfflineTables
-from training.features import _ntiles, build_features, compute_item_popularity, compute_user_activity
+from training.features import build_features, compute_item_popularity, compute_user_activity
 
 D = datetime(2026, 3, 10, tzinfo=UTC)  # the snapshot most tests look at
 US = timedelta(microseconds=1)
@@ -296,17 +295,6 @@ def test_rfm_scores_stay_between_one_and_five_and_break_ties_by_user_id() -> Non
         by_recency = day.sort_values(["seconds_since_last_event", "user_id"], ascending=[False, True])
         assert by_recency["rfm_recency"].is_monotonic_increasing
         assert day.sort_values(["events_30d", "user_id"])["rfm_frequency"].is_monotonic_increasing
-
-
-def test_rfm_quintiles_are_sql_ntile_over_value_then_user() -> None:
-    rng = np.random.default_rng(11)
-    frame = pd.DataFrame({"day": rng.integers(0, 4, 500), "value": rng.integers(0, 6, 500).astype(float)})
-    frame["user_id"] = np.arange(500)
-    expected = duckdb.sql(
-        "SELECT ntile(5) OVER (PARTITION BY day ORDER BY value, user_id) AS tile FROM frame ORDER BY user_id"
-    ).fetchnumpy()["tile"]
-    (tiles,) = _ntiles(frame["day"].to_numpy(), [frame["value"].to_numpy()])
-    assert tiles.tolist() == expected.tolist()
 
 
 # -------------------------------------------------------------------------------------------------- journey stage

@@ -224,7 +224,7 @@ def test_a_failed_bentoml_save_leaves_no_row(
     def fail(*_args: object) -> str:
         raise JourneyError("disk full")
 
-    monkeypatch.setattr(registry, "_store_artifact", fail)
+    monkeypatch.setattr(registry._artifacts, "save", fail)  # the BentoML save of ArtifactStore
     with pytest.raises(JourneyError, match="disk full"):
         register(registry, exported)
     assert_nothing_stored(registry, settings)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from journey.settings import Settings
-from serving import state
 from serving.runtime.providers import CPU, CUDA, Placement, measured_crossover, place
 
 
@@ -70,11 +68,3 @@ def test_the_crossover_is_read_per_model_from_the_gpu_benchmark_report(tmp_path:
     assert "no GPU benchmark report" in measured_crossover(tmp_path / "missing.json", "next_action")[1]
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     assert "unreadable" in measured_crossover(tmp_path / "bad.json", "next_action")[1]
-
-
-def test_the_auto_batch_is_the_batcher_size_only_for_the_batched_purchase_model() -> None:
-    batched = Settings(adaptive_batching=True, batch_max_size=512)
-
-    assert state.serving_batch("purchase_propensity", batched) == 512
-    assert state.serving_batch("next_action", batched) == 1
-    assert state.serving_batch("purchase_propensity", Settings(adaptive_batching=False)) == 1

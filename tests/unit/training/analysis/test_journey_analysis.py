@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from journey.chain import JourneyArtifact
+from journey.chain_artifact import JourneyArtifact
 from journey.contracts import STAGES
 from journey.datasets.formats import BUILTIN_FORMATS
 from journey.datasets.importer import import_events
@@ -21,8 +21,10 @@ from journey.datasets.synthetic import SyntheticConfig, SyntheticDataset, genera
 from journey.errors import InvalidInputError
 from journey.events import EVENT_SCHEMA
 from journey.stages import STAGE_STATES, assign_stages, first_occurrence, session_order
-from training.analysis.journey import GroupStats, JourneyAnalysis, analyze_events, group_stats
-from training.analysis.report import PLOTS, write_report
+from training.analysis.journey import analyze_events, group_stats
+from training.analysis.plots import PLOTS
+from training.analysis.report import write_report
+from training.analysis.results import GroupStats, JourneyAnalysis
 from training.features import compute_user_activity
 
 MIN_SESSIONS = 150_000  # the acceptance asks for >= 100k sessions

@@ -1,11 +1,12 @@
 """The A/B experiment end to end with real models: trained on the synthetic shop, registered, routed 50/50, served
-through `serving.lifecycle.Lifecycle`, logged, joined with the shop's real purchases and reported by the function
-`journey ab report` calls (`training.experiments.ab_report.build_report`, weights from the route history).
+through the service's answer path (`serving.answer.Answers` over `serving.lifecycle.Lifecycle`), logged, joined
+with the shop's real purchases and reported by the function `journey ab report` calls
+(`training.experiments.ab_report.build_report`, weights from the route history).
 
 What is real: two purchase_propensity versions trained on the earlier days of the synthetic shop (the `shop`
 fixture), exported to ONNX and registered; the route set in the registry; the router, the ONNX Runtime sessions and
 the predictors of `Lifecycle`; the prediction log (`open_prediction_log`, Parquet under the test's data dir);
-conversion counting (`Lifecycle.count_conversions`); the offline join (`label_predictions`) and the report.
+conversion counting (`Outcomes.count_conversions`); the offline join (`label_predictions`) and the report.
 
 What stands in: the online store. The requests replay views of the later (held-out) days, and the features a shopper
 had at a past view are the point-in-time ones of the training set; an online store holds only the latest values,
@@ -25,6 +26,7 @@ test_ab_report.py cover.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,17 +38,20 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from journey.contracts import PREDICT_PURCHASE
 from journey.events import EVENT_SCHEMA
 from journey.registry import Registry, RouteVariant
 from journey.settings import Settings
 from journey.stores.prediction_log import open_prediction_log, read_predictions
 from serving import metrics
-from serving.lifecycle import PURCHASE_ENDPOINT, Lifecycle
-from serving.predict import PurchasePredictor
-from serving.schemas import EventsResponse, PurchaseRequest
-from training.datasets import LABEL, TIMESTAMP
-from training.experiments.ab_report import AbReport, build_report, weights_from_history
+from serving.answer import Answers
+from serving.lifecycle import Lifecycle
+from serving.outcomes import Outcomes
+from serving.schemas import EventsResponse, PurchaseRequest, PurchaseResponse
+from training.experiments.ab_analysis import AbReport, weights_from_history
+from training.experiments.ab_report import build_report
 from training.export import ExportReport
+from training.labels import LABEL, TIMESTAMP
 
 ACTOR = "test"
 MODEL = "purchase_propensity"
@@ -177,43 +182,43 @@ def trained(exported: Exported, settings: Settings) -> Trained:
 
 
 @pytest.fixture
-def lifecycle(settings: Settings, trained: Trained) -> Iterator[Lifecycle]:
-    lifecycle = Lifecycle.start(
-        settings, lambda _service: trained.reader, prediction_log=open_prediction_log(settings), poll=False
-    )
-    yield lifecycle
+def answers(settings: Settings, trained: Trained) -> Iterator[Answers]:
+    lifecycle = Lifecycle.start(settings, lambda _service: trained.reader, poll=False)
+    outcomes = Outcomes(settings, open_prediction_log(settings))
+    yield Answers(lifecycle, outcomes)
     lifecycle.close()
+    outcomes.close()
 
 
-def set_route(settings: Settings, lifecycle: Lifecycle, experiment: str, a: int, b: int) -> None:
+def set_route(settings: Settings, answers: Answers, experiment: str, a: int, b: int) -> None:
     with Registry(settings) as registry:
         registry.set_route(
-            PURCHASE_ENDPOINT,
+            PREDICT_PURCHASE,
             [RouteVariant("a", MODEL, a, 50), RouteVariant("b", MODEL, b, 50)],
             actor=ACTOR,
             experiment=experiment,
             salt=SALT,
         )
-    assert lifecycle.reload()
+    assert answers.lifecycle.reload()
 
 
-def serve(lifecycle: Lifecycle, requests: pd.DataFrame) -> None:
-    """Each request as the service answers /predict_purchase in-process: route, read features, run ONNX, log."""
+def serve(answers: Answers, requests: pd.DataFrame) -> None:
+    """Each request answered as the service answers /predict_purchase: route, read features, run ONNX, log."""
     columns = ("user_id", "session_id", "item_id", "candidate_price", "request_ts")
-    for user, session, item, price, at in zip(*(requests[c].tolist() for c in columns), strict=True):
-        body = PurchaseRequest(
-            user_id=int(user),
-            session_id=str(session),
-            items=[{"item_id": int(item), "price": float(price)}],
-            request_ts=int(at),
-        )
-        routed = lifecycle.route(PURCHASE_ENDPOINT, body.user_id)
-        predictor = routed.arm.predictor
-        assert isinstance(predictor, PurchasePredictor)
-        prepared = predictor.prepare(body)
-        response = predictor.respond(prepared, routed.arm.loaded.runtime.run(prepared.feeds)[predictor.OUTPUT])
-        lifecycle.served(routed, body, prepared, response)
-    assert lifecycle.prediction_log is not None and lifecycle.prediction_log.flush()
+
+    async def all_requests() -> None:
+        for user, session, item, price, at in zip(*(requests[c].tolist() for c in columns), strict=True):
+            body = PurchaseRequest(
+                user_id=int(user),
+                session_id=str(session),
+                items=[{"item_id": int(item), "price": float(price)}],
+                request_ts=int(at),
+            )
+            await answers.answer(PREDICT_PURCHASE, body, PurchaseResponse)
+
+    asyncio.run(all_requests())
+    log = answers.outcomes.prediction_log
+    assert log is not None and log.flush()
 
 
 def purchases(settings: Settings, experiment: str, requests: pd.DataFrame) -> pa.Table:
@@ -237,16 +242,18 @@ def purchases(settings: Settings, experiment: str, requests: pd.DataFrame) -> pa
 
 
 def run_experiment(
-    settings: Settings, lifecycle: Lifecycle, trained: Trained, experiment: str, a: int, b: int, out: Path
+    settings: Settings, answers: Answers, trained: Trained, experiment: str, a: int, b: int, out: Path
 ) -> AbReport:
     """Route, serve, count conversions online, and report offline as `journey ab report` does."""
-    set_route(settings, lifecycle, experiment, a, b)
-    serve(lifecycle, trained.requests)
+    set_route(settings, answers, experiment, a, b)
+    serve(answers, trained.requests)
     events = purchases(settings, experiment, trained.requests)
-    before = {v: metrics.AB_CONVERSIONS.labels(PURCHASE_ENDPOINT, v)._value.get() for v in ("a", "b")}
+    before = {v: metrics.AB_CONVERSIONS.labels(PREDICT_PURCHASE, v)._value.get() for v in ("a", "b")}
     rows = [{"user_id": user, "event_type": "purchase"} for user in events["user_id"].to_pylist()]
-    counted = lifecycle.count_conversions(rows, EventsResponse(accepted=len(rows), rejected=0, sessions=0, rejects=[]))
-    online = {v: metrics.AB_CONVERSIONS.labels(PURCHASE_ENDPOINT, v)._value.get() - before[v] for v in ("a", "b")}
+    counted = answers.outcomes.count_conversions(
+        rows, EventsResponse(accepted=len(rows), rejected=0, sessions=0, rejects=[])
+    )
+    online = {v: metrics.AB_CONVERSIONS.labels(PREDICT_PURCHASE, v)._value.get() - before[v] for v in ("a", "b")}
 
     with Registry(settings) as registry:
         weights = weights_from_history(registry.route_history(oldest_first=True), experiment)
@@ -260,9 +267,9 @@ def run_experiment(
 
 
 def test_a_genuinely_better_model_in_b_has_a_significantly_higher_auc_through_real_serving(
-    settings: Settings, lifecycle: Lifecycle, trained: Trained, tmp_path: Path
+    settings: Settings, answers: Answers, trained: Trained, tmp_path: Path
 ) -> None:
-    report = run_experiment(settings, lifecycle, trained, "weak-vs-strong", trained.weak, trained.strong, tmp_path)
+    report = run_experiment(settings, answers, trained, "weak-vs-strong", trained.weak, trained.strong, tmp_path)
     a, b = report.variant("a"), report.variant("b")
     print(f"A/B: {a.users}/{b.users} users, AUC {a.auc} vs {b.auc}, DeLong p {b.auc_p_value}, conv p {b.p_value}")
 
@@ -274,9 +281,9 @@ def test_a_genuinely_better_model_in_b_has_a_significantly_higher_auc_through_re
 
 
 def test_the_same_version_in_both_arms_shows_no_significant_difference_through_real_serving(
-    settings: Settings, lifecycle: Lifecycle, trained: Trained, tmp_path: Path
+    settings: Settings, answers: Answers, trained: Trained, tmp_path: Path
 ) -> None:
-    report = run_experiment(settings, lifecycle, trained, "a-vs-a", trained.strong, trained.strong, tmp_path)
+    report = run_experiment(settings, answers, trained, "a-vs-a", trained.strong, trained.strong, tmp_path)
     a, b = report.variant("a"), report.variant("b")
     print(f"A/A: {a.users}/{b.users} users, AUC {a.auc} vs {b.auc}, DeLong p {b.auc_p_value}, conv p {b.p_value}")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 
@@ -21,18 +22,10 @@ from journey.errors import InvalidInputError
 from journey.model_inputs import DEFAULT_DENSE_FEATURES, NextActionInputSpec, next_action_inputs
 from journey.onnx_contract import EXPORTER_TORCH_DYNAMO, NEXT_ACTION_INPUT_NAMES, NEXT_ACTION_OUTPUT_NAME
 from tests.factories.session_frames import session_training_frame
-from training.datasets import NEXT_ACTION_LABELS, next_action_entities
 from training.export import read_metadata
-from training.models.next_action import (
-    LAST_ACTION_REPEAT,
-    MARKOV_FIRST_ORDER,
-    NextActionConfig,
-    class_weights,
-    last_action_repeat,
-    last_event_codes,
-    markov_transitions,
-    train_next_action,
-)
+from training.labels import NEXT_ACTION_LABELS, next_action_entities
+from training.models.baselines import LAST_ACTION_REPEAT, MARKOV_FIRST_ORDER
+from training.models.next_action import NextActionConfig, class_weights, train_next_action
 from training.runs import TrainingRun
 from training.splits import time_split
 
@@ -148,6 +141,15 @@ def test_the_run_carries_the_model_then_the_baselines_scored_on_the_test_days(
     assert json.loads(json.dumps(run.params))["seed"] == SEED
 
 
+def test_the_exported_graph_records_no_source_file_or_line(run: TrainingRun) -> None:
+    """So the bytes (and the registry's sha256) do not depend on where the training code was checked out."""
+    model = onnx.load(str(run.export.path))
+    keys = {p.key for node in model.graph.node for p in node.metadata_props}
+
+    assert model.graph.node and not any("stack_trace" in key for key in keys)
+    assert str(Path(__file__).resolve().parents[4]) not in model.SerializeToString().decode("latin-1")
+
+
 @pytest.mark.slow
 def test_the_same_seed_gives_the_same_onnx_model(run: TrainingRun, frame: pd.DataFrame, tmp_path: Path) -> None:
     again = train_next_action(frame, tmp_path / "again.onnx", config=TINY, seed=SEED)
@@ -180,40 +182,10 @@ def test_too_few_rows_and_unknown_labels_are_refused(frame: pd.DataFrame, tmp_pa
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Baselines and helpers (no training)
+# Helpers (no training); the baselines are tested in test_baselines.py
 # --------------------------------------------------------------------------------------------------------------
 
-VIEW, CART, REMOVE, BUY, EXIT = range(5)  # NEXT_ACTION_LABELS order
-PAD, T_VIEW, T_CART, T_REMOVE, T_BUY, T_UNKNOWN = range(6)  # event-type codes of journey.model_inputs
-
-
-def test_markov_rows_are_add_one_smoothed_transition_frequencies() -> None:
-    last = np.array([T_VIEW, T_VIEW, T_VIEW, T_CART, T_BUY])
-    labels = np.array([VIEW, VIEW, EXIT, BUY, EXIT])
-
-    p = markov_transitions(last, labels, states=6)
-
-    assert p.shape == (6, 5)
-    np.testing.assert_allclose(p.sum(axis=1), 1.0)
-    np.testing.assert_allclose(p[T_VIEW], np.array([3, 1, 1, 1, 2]) / 8)
-    np.testing.assert_allclose(p[T_CART], np.array([1, 1, 1, 2, 1]) / 6)
-    np.testing.assert_allclose(p[PAD], np.full(5, 0.2))  # never seen: uniform
-    assert p[T_VIEW].argmax() == VIEW
-
-
-def test_last_action_repeat_puts_all_mass_on_the_last_type_or_the_fallback() -> None:
-    scores = last_action_repeat(np.array([T_VIEW, T_CART, T_REMOVE, T_BUY, PAD, T_UNKNOWN]), fallback=EXIT)
-    assert scores.argmax(axis=1).tolist() == [VIEW, CART, REMOVE, BUY, EXIT, EXIT]
-    np.testing.assert_array_equal(scores.sum(axis=1), 1.0)
-    assert set(np.unique(scores)) == {0.0, 1.0}
-
-
-def test_last_event_codes_read_the_newest_real_step() -> None:
-    inputs = {
-        "event_types": np.array([[T_VIEW, T_CART, PAD], [PAD, PAD, PAD], [T_BUY, T_VIEW, T_CART]]),
-        "lengths": np.array([2, 0, 3]),
-    }
-    assert last_event_codes(inputs).tolist() == [T_CART, PAD, T_CART]
+VIEW, CART, BUY = 0, 1, 3  # NEXT_ACTION_LABELS order
 
 
 def test_sqrt_inverse_weights_favour_rare_classes_and_average_to_one() -> None:

@@ -26,20 +26,16 @@ from journey.onnx_contract import EXPORTER_TORCH_DYNAMO, NEXT_ITEM_INPUT_NAMES, 
 from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES as RECOMMENDER_INPUT_NAMES
 from journey.onnx_contract import NEXT_ITEM_OUTPUT_NAMES as RECOMMENDER_OUTPUT_NAMES
 from tests.factories.session_frames import session_training_frame
-from training.datasets import next_item_entities
 from training.export import export_recommender, read_metadata
+from training.labels import label_ids, next_item_entities
+from training.models.baselines import COVISITATION, POPULARITY, popular_items
 from training.models.next_item import (
-    COVISITATION,
-    POPULARITY,
     NextItemConfig,
     NextItemNet,
     TopItems,
     Vocabulary,
-    covisitation,
-    label_ids,
-    last_items,
-    popular_items,
     recommend,
+    step_loss,
     train_next_item,
 )
 from training.runs import TrainingRun
@@ -346,7 +342,7 @@ def test_next_items_outside_the_vocabulary_leave_the_training_curve_finite(frame
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Vocabulary and baselines (no training)
+# Vocabulary and the sampled loss (no training); the baselines are tested in test_baselines.py
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -380,56 +376,22 @@ def test_vocabulary_keeps_only_the_max_items_most_frequent() -> None:
     assert raised.value.field == "max_items"
 
 
-def test_popular_items_are_the_most_frequent_labels_ties_by_id_padded_with_minus_one() -> None:
-    labels = np.array([9, 3, 9, 4, 3, 9, 1])
-    assert popular_items(labels, 3).tolist() == [9, 3, 1]  # 9 x3, 3 x2, then 1 and 4 tie: 1 first
-    assert popular_items(labels, 6).tolist() == [9, 3, 1, 4, -1, -1]
-
-
-def test_last_items_reads_the_newest_real_step_or_minus_one() -> None:
-    assert last_items(_inputs([[1, 2, 3], [4], []])).tolist() == [3, 4, -1]
-
-
-def test_covisitation_ranks_the_items_that_followed_the_last_item_then_popular_ones() -> None:
-    # training pairs (last item -> next item): 1 -> 5 twice, 1 -> 6 once, 2 -> 7 and 2 -> 5 once each, an empty
-    # session (-1) -> 6, and 3 -> 8; popular next items: 5 (x3), 6 (x2), 7, 8
-    train_last = np.array([1, 1, 1, 2, 2, -1, 3])
-    train_next = np.array([5, 6, 5, 7, 5, 6, 8])
-
-    out = covisitation(train_last, train_next, np.array([1, 2, 3, 9, -1]), k=3)
-
-    assert out.dtype == np.int64
-    assert out.tolist() == [
-        [5, 6, 7],  # followers of 1 by count, topped up with the most popular not already there
-        [5, 7, 6],  # 5 and 7 tie once each: by id
-        [8, 5, 6],
-        [5, 6, 7],  # an item never seen as a last item: popular ones
-        [5, 6, 7],  # an empty session: popular ones (its training pair is no co-visit)
-    ]
-    short = covisitation(train_last, train_next, np.array([1]), k=6)
-    assert short.tolist() == [[5, 6, 7, 8, -1, -1]]  # fewer items than k: the rest is empty
-
-
 def test_a_sampled_step_over_the_whole_vocabulary_has_the_full_softmax_loss() -> None:
-    from training.models.next_item import NextItemNet, _step_loss
-
     torch.manual_seed(0)
     net = NextItemNet(30, NextItemInputSpec(seq_len=4), NextItemConfig(embedding_dim=8, hidden=8, dropout=0.0))
     x = [torch.randint(0, 31, (16, 4)), torch.ones((16, 4), dtype=torch.int64), torch.full((16,), 4)]
     y = torch.randint(1, 31, (16,))
-    full = _step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
+    full = step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
     # enough draws to cover every index 1..30 (the masked index 0 adds ~nothing to the full softmax)
-    sampled = _step_loss(net, x, y, 5_000, torch.Generator().manual_seed(1)).item()
+    sampled = step_loss(net, x, y, 5_000, torch.Generator().manual_seed(1)).item()
     assert sampled == pytest.approx(full, rel=1e-5)
 
 
 def test_a_sampled_step_scores_the_batchs_own_next_items_among_fewer_candidates() -> None:
-    from training.models.next_item import NextItemNet, _step_loss
-
     torch.manual_seed(0)
     net = NextItemNet(500, NextItemInputSpec(seq_len=4), NextItemConfig(embedding_dim=8, hidden=8, dropout=0.0))
     x = [torch.randint(0, 501, (16, 4)), torch.ones((16, 4), dtype=torch.int64), torch.full((16,), 4)]
     y = torch.randint(1, 501, (16,))
-    full = _step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
-    sampled = _step_loss(net, x, y, 20, torch.Generator().manual_seed(1)).item()
+    full = step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
+    sampled = step_loss(net, x, y, 20, torch.Generator().manual_seed(1)).item()
     assert 0 < sampled < full  # fewer competitors: a smaller normaliser

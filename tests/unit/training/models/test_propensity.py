@@ -11,7 +11,7 @@ import pytest
 from journey.errors import InvalidInputError
 from tests.unit.conftest import Shop
 from training.export import PARITY_BATCH_SIZES, read_metadata
-from training.models.propensity import PropensityConfig, cart_heuristic, feature_columns, train_propensity
+from training.models.propensity import PropensityConfig, feature_columns, train_propensity
 from training.runs import TrainingRun
 
 FAST = PropensityConfig(max_trees=60, early_stopping_rounds=10)
@@ -67,12 +67,6 @@ def test_a_frame_of_another_service_is_refused(shop: Shop, tmp_path: Path) -> No
     with pytest.raises(InvalidInputError) as caught:
         train_propensity(shop.next_action, tmp_path / "x.onnx", config=FAST)
     assert caught.value.field == "frame"
-
-
-def test_cart_heuristic_scores_are_the_training_purchase_rates_with_and_without_a_cart() -> None:
-    train = pd.DataFrame({"session_carts": [0, 0, 0, 0, 2, 1], "label": [0, 0, 0, 1, 1, 0]})
-    test = pd.DataFrame({"session_carts": [3, 0, np.nan]})
-    np.testing.assert_allclose(cart_heuristic(train, test), [0.5, 0.25, 0.25])
 
 
 def test_feature_columns_put_the_request_price_last() -> None:
