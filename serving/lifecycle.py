@@ -271,6 +271,7 @@ class Lifecycle:
         for lv in new.loaded.values():
             if lv.key not in old.loaded:
                 lv.publish()
+        metrics.prime_series(services=sorted({lv.version.feature_service for lv in new.loaded.values()}))
         for endpoint, served in new.endpoints.items():
             weights = {v.name: v.weight for v in served.route.variants}
             previous = old.endpoints.get(endpoint)

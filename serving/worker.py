@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from journey.contracts import NEXT_ACTION_V1, NEXT_ITEM_V1, PURCHASE_PROPENSITY_V1
 from journey.errors import JourneyError, ServiceUnavailableError
 from journey.settings import Settings
 from journey.stores.feature_store import close_store, open_store
@@ -86,7 +85,6 @@ class Worker:
         if settings.gc_freeze:
             with _phase(phases, "gc_freeze"):
                 freeze_startup_heap()
-        metrics.prime_series(services=(PURCHASE_PROPENSITY_V1, NEXT_ACTION_V1, NEXT_ITEM_V1))
         worker.started_s = time.perf_counter() - began
         log.info("serving worker started", extra={"problems": problems, "phases": phases, "seconds": worker.started_s})
         return worker

@@ -86,7 +86,7 @@ def cold_start_rows(setup_note: str, on: Server, imports: dict[str, float], star
     phases = "; ".join(", ".join(f"{k} {v:.2f} s" for k, v in p.items()) for p in starts.phases)
     note = (
         f"`bentoml serve {SERVICE}` (default configuration: adaptive batching off) -> `/readyz` 200 (Feast store + "
-        f"the three models loaded), {len(starts.service_s)} starts alternating with the no-op's. `ServingState.load` "
+        f"the three models loaded), {len(starts.service_s)} starts alternating with the no-op's. `Worker.start` "
         f"phases in the worker, per start: {phases}. With batching on (a second worker process, the scorer, starts "
         f"at the same time): {on.ready_s:.1f} s. Imports in a fresh interpreter: "
         + ", ".join(f"`{k}` {v:.2f} s" for k, v in imports.items())
