@@ -42,6 +42,7 @@ from journey.model_inputs import PAD, NextItemInputSpec, next_item_inputs
 from training.export import ExportReport, export_recommender
 from training.labels import LABEL, label_ids
 from training.models.baselines import next_item_baselines
+from training.models.next_item.base import UNKNOWN_INDEX, Inputs, Vocabulary, pad_columns
 from training.runs import Candidate, TrainingRun
 from training.splits import TimeSplit, time_split
 from training.torch_loop import History, LoopSettings, Progress, Tensors, batched, fit, torch_threads
@@ -49,10 +50,8 @@ from training.torch_loop import History, LoopSettings, Progress, Tensors, batche
 log = logging.getLogger(__name__)
 
 MODEL_NAME: Final = "next_item"
-UNKNOWN_INDEX: Final = 0  # padding and every item outside the vocabulary
 _MASKED: Final = -1e9  # the logit of index 0: never recommended, and finite so softmax stays NaN-free
 _EVAL_BATCH = 4_096
-Inputs = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -80,45 +79,6 @@ class NextItemConfig:
 
     def input_spec(self) -> NextItemInputSpec:
         return NextItemInputSpec(seq_len=self.seq_len, top_k=self.top_k)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Vocabulary
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """The model's items, most frequent first: item `ids[i]` has index i + 1 (0 is padding / unknown)."""
-
-    ids: np.ndarray  # int64 [V]
-
-    @classmethod
-    def build(cls, inputs: Inputs, labels: np.ndarray, max_items: int) -> Vocabulary:
-        """The training split's items (as inputs and as labels), by count, ties by id; at most `max_items`."""
-        if max_items < 1:
-            raise InvalidInputError("max_items must be >= 1", field="max_items", value=max_items)
-        valid = np.arange(inputs["item_ids"].shape[1])[None, :] < inputs["lengths"][:, None]
-        seen = np.concatenate([inputs["item_ids"][valid], labels])
-        ids, counts = np.unique(seen, return_counts=True)
-        order = np.lexsort((ids, -counts))[:max_items]
-        return cls(ids[order].astype(np.int64))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def index(self, item_ids: np.ndarray) -> np.ndarray:
-        """Indices of raw item ids (what the graph's LabelEncoder computes): 0 for an id outside the vocabulary."""
-        sort = np.argsort(self.ids, kind="stable")
-        ordered = self.ids[sort]
-        flat = np.asarray(item_ids, dtype=np.int64)
-        pos = np.clip(np.searchsorted(ordered, flat), 0, max(len(ordered) - 1, 0))
-        hit = ordered[pos] == flat if len(ordered) else np.zeros(flat.shape, dtype=bool)
-        return np.where(hit, sort[pos] + 1, UNKNOWN_INDEX).astype(np.int64)
-
-    def table(self) -> np.ndarray:
-        """Index -> item id, index 0 included (id 0: masked, never recommended)."""
-        return np.concatenate([[0], self.ids]).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -288,7 +248,7 @@ def train_next_item(
     history, model_ids, report = fitted
 
     candidates = (
-        Candidate("gru4rec", _pad_columns(model_ids, config.eval_k), is_model=True),
+        Candidate("gru4rec", pad_columns(model_ids, config.eval_k), is_model=True),
         *next_item_baselines(inputs, labels, config.eval_k),
     )
     extra = {"rows": split.summary.rows, "items": len(vocabulary), "best_epoch": history.best_epoch}
@@ -384,8 +344,3 @@ def _params(
         "best_epoch": history.best_epoch,
         "epochs_run": history.epochs_run,
     }
-
-
-def _pad_columns(ids: np.ndarray, k: int) -> np.ndarray:
-    """[n, k]: a vocabulary smaller than `k` leaves the last places empty (-1, never a hit)."""
-    return np.pad(ids, ((0, 0), (0, max(k - ids.shape[1], 0))), constant_values=-1)[:, :k]
