@@ -33,7 +33,7 @@ FormatOpt = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="retailrocket | rees46 | taobao, or a YAML column mapping file for any other log.",
+        help="retailrocket | rees46 | taobao, or a YAML mapping file for any other log (journey/datasets/README.md).",
     ),
 ]
 SourceArg = Annotated[Path, typer.Argument(help="CSV (optionally .gz) or Parquet file, unchanged from the source.")]
@@ -125,7 +125,10 @@ def import_(
         bool, typer.Option(help="Add to an existing dataset; stored event ids are not duplicated.")
     ] = False,
 ) -> None:
-    """Import a public event log: parse, validate, sessionise, store as date-partitioned Parquet."""
+    """Import a public event log: parse, validate, sessionise, store as date-partitioned Parquet.
+
+    Exit 2, storing nothing, when a mapped column is missing or every row is rejected (the reasons summarised).
+    """
     settings = start()
     source_format = resolve_format(fmt)
     with _import_progress() as bar:
@@ -140,6 +143,11 @@ def import_(
             progress=lambda step: bar.update(task, description=step),
         )
     store = DatasetStore(settings.events_dir)
+    if result.anonymous_rows:
+        console.print(
+            f"{result.anonymous_rows:,} rows without a user id took their session's "
+            f"(anonymous_users: {result.anonymous_users}, recorded in the manifest)"
+        )
     if result.rejects.num_rows:
         console.print(
             f"[yellow]{result.rows_rejected:,} of {result.rows_in:,} rows rejected[/] "

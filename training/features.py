@@ -36,6 +36,7 @@ from journey.contracts import (
     FeatureType,
 )
 from journey.datasets.store import DatasetStore
+from journey.errors import InvalidInputError
 from journey.settings import Settings
 from journey.stores.offline import OfflineTables
 from training.feature_sql import (
@@ -201,7 +202,14 @@ def build_features(dataset: str, settings: Settings, progress: Callable[[str], N
     """Compute both batch views of a stored dataset and replace their offline tables; returns view -> location."""
     say = progress or (lambda _message: None)
     say(f"reading events of dataset {dataset!r}")
-    events = DatasetStore(settings.events_dir).events(dataset)
+    store = DatasetStore(settings.events_dir)
+    if store.manifest(dataset).rows == 0:  # a missing dataset raises NotFoundError here, naming the known ones
+        raise InvalidInputError(
+            f"dataset {dataset!r} holds no events: nothing to build features from (import or generate events first)",
+            field="dataset",
+            value=dataset,
+        )
+    events = store.events(dataset)
     created = datetime.now(UTC)
     tables = OfflineTables(settings)
     locations: dict[str, str] = {}

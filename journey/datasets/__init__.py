@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from journey.datasets.formats import BUILTIN_FORMATS, SourceFormat
-from journey.datasets.importer import ImportResult, import_events
+from journey.datasets.importer import ImportResult, import_events, nothing_imported
 from journey.datasets.store import DatasetStore, Manifest, WriteMode
 from journey.datasets.synthetic import SyntheticConfig, generate
 from journey.errors import InvalidInputError
@@ -56,18 +56,30 @@ def import_to_store(
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[ImportResult, Manifest | None]:
-    """Import a source file into a named dataset. Strict: the first bad row aborts before anything is written."""
+    """Import a source file (and its side files) into a named dataset.
+
+    Nothing is written when the import holds no valid event (every row rejected, or no rows): that is refused with
+    the reasons summarised (InvalidInputError, exit 2). Strict: the first bad row aborts before anything is written.
+    """
     store = DatasetStore(settings.events_dir)
     store.check_writable(dataset, mode)  # fail before the (possibly long) import
     result = import_events(source, fmt, session_timeout_s=settings.session_timeout_s, now=now, progress=progress)
     if strict and (error := result.first_error()) is not None:
         raise error
+    if result.events.num_rows == 0:
+        raise nothing_imported(result)
     manifest = store.write(
         dataset,
         result.events,
         rejects=result.rejects,
         mode=mode,
-        source={"kind": "import", "path": str(source), "format": fmt.name, "rows_in": result.rows_in},
+        source={
+            "kind": "import",
+            "path": str(source),
+            "format": fmt.name,
+            "rows_in": result.rows_in,
+            **result.provenance(),
+        },
     )
     return result, manifest
 

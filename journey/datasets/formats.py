@@ -1,65 +1,58 @@
 """How each public event log maps onto the canonical event: one declarative `SourceFormat` per source.
 
 RetailRocket, REES46 and Taobao are built-in; any other CSV/Parquet log is described by a YAML mapping file
-(`SourceFormat.from_yaml`) with the same fields. The importer reads only what a format declares, so the full public
+(`SourceFormat.from_yaml`) with the same fields plus the options of mapping.py (delimiter, constant event types,
+composed timestamps, anonymous users, side files). The importer reads only what a format declares, so the full public
 files are taken unchanged.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from journey.datasets.mapping import EventsFile, FileMapping, LookupFile, inherit
 from journey.errors import ConfigError
-from journey.events import EVENT_TYPES
 
-TimestampUnit = Literal["s", "ms", "us"]
-CanonicalField = Literal[
-    "event_id", "user_id", "session_id", "item_id", "event_type", "event_timestamp", "price", "category_id"
-]
-REQUIRED_FIELDS = ("user_id", "item_id", "event_type", "event_timestamp")
+SideFile = Annotated[EventsFile | LookupFile, Field(discriminator="kind")]
 
 
-class SourceFormat(BaseModel):
-    """A mapping from a source's columns and values to canonical events."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SourceFormat(FileMapping):
+    """A named mapping from a source's columns and values to canonical events, with its side files."""
 
     name: str = Field(description="Short name, used as the event id prefix for content-derived ids.")
-    columns: dict[CanonicalField, str] = Field(description="Canonical field -> source column name.")
-    event_types: dict[str, str] = Field(description="Source event value -> canonical event type.")
-    timestamp_unit: TimestampUnit | None = Field(None, description="Integer epoch timestamps in this unit.")
-    timestamp_format: str | None = Field(
-        None, description="strptime pattern, or `iso` for ISO 8601 with or without offset."
+    side_files: list[SideFile] = Field(
+        default_factory=list, description="More events (kind: events) or values joined by key (kind: lookup)."
     )
-    timezone: str = Field("UTC", description="Zone of naive timestamps.")
-    header: bool = Field(True, description="False when the CSV has no header row.")
-    column_names: list[str] | None = Field(None, description="Source column names for header-less files.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """Side files take what they do not set from this mapping (see mapping.inherit)."""
+        if isinstance(data, dict) and isinstance(data.get("side_files"), list):
+            return {**data, "side_files": [inherit(data, side) for side in data["side_files"]]}
+        return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> SourceFormat:
-        missing = [f for f in REQUIRED_FIELDS if f not in self.columns]
-        if missing:
-            raise ValueError(f"columns must map {missing}")
-        if (self.timestamp_unit is None) == (self.timestamp_format is None):
-            raise ValueError("set exactly one of timestamp_unit and timestamp_format")
-        unknown = sorted(set(self.event_types.values()) - set(EVENT_TYPES))
-        if unknown:
-            raise ValueError(f"event_types maps onto unknown canonical types {unknown}; known: {list(EVENT_TYPES)}")
-        if not self.header and not self.column_names:
-            raise ValueError("column_names is required when header is false")
+    def _side_files_agree(self) -> SourceFormat:
+        for side in self.events_files:
+            if side.has_sessions != self.has_sessions or side.has_event_ids != self.has_event_ids:
+                raise ValueError(
+                    f"side file {side.path}: map session_id and event_id exactly when the main file does "
+                    "(events of one import are sessionised and identified one way)"
+                )
         return self
 
     @property
-    def has_sessions(self) -> bool:
-        return "session_id" in self.columns
+    def events_files(self) -> list[EventsFile]:
+        return [side for side in self.side_files if isinstance(side, EventsFile)]
 
     @property
-    def has_event_ids(self) -> bool:
-        return "event_id" in self.columns
+    def lookups(self) -> list[LookupFile]:
+        return [side for side in self.side_files if isinstance(side, LookupFile)]
 
     @classmethod
     def from_yaml(cls, path: Path) -> SourceFormat:

@@ -71,3 +71,19 @@ def test_get_with_an_unknown_service_exits_2_naming_it(applied: Settings) -> Non
 def test_materialize_with_a_bad_end_time_exits_2(applied: Settings) -> None:
     result = runner.invoke(app, ["features", "materialize", "--end", "yesterday"])
     assert result.exit_code == 2 and "yesterday" in result.output
+
+
+def test_build_on_an_empty_dataset_exits_2_saying_it_holds_no_events(settings: Settings) -> None:
+    from journey.datasets import DatasetStore
+    from journey.events import EVENT_SCHEMA
+
+    DatasetStore(settings.events_dir).write("empty", EVENT_SCHEMA.empty_table(), source={"kind": "test"})
+    result = runner.invoke(app, ["features", "build", "-d", "empty"])
+    assert result.exit_code == 2, result.output
+    assert "'empty' holds no events" in result.output and "Traceback" not in result.output
+    assert not (settings.offline_dir / "user_activity.parquet").exists()
+
+
+def test_build_on_a_missing_dataset_exits_2_naming_the_known_ones(settings: Settings) -> None:
+    result = runner.invoke(app, ["features", "build", "-d", "nowhere"])
+    assert result.exit_code == 2 and "'nowhere' not found" in result.output
