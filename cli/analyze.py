@@ -44,6 +44,15 @@ def _print_result(result: AnalysisResult) -> None:
     console.print(
         f"{overall.events:,} events, {overall.sessions:,} sessions; k = {profiles.k} (silhouette {silhouette}): {names}"
     )
+    console.print(
+        f"segments clustered on {', '.join(profiles.clustered_on)} ({profiles.basis}); purchases, spend and "
+        "conversion are described per segment, not clustered on"
+    )
+    delays = analysis.delays
+    if delays is not None and delays.purchases:
+        counts = delays.summary()["from_last_view"]
+        shares = ", ".join(f"{bucket} {n / delays.purchases:.0%}" for bucket, n in counts.items())
+        console.print(f"{delays.purchases:,} purchases, after the last view of their item: {shares}")
     for note in analysis.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(f"report written to [bold]{result.report}[/] (and {result.html.name}); seconds {result.seconds}")

@@ -115,7 +115,7 @@ SESSION_ITEM_CONTEXT_FEATURES: Final[dict[str, FeatureType]] = {
 # User profiles as of the end of the analysed data: RFM, behaviour, and the k-means segment they fall in.
 USER_PROFILE_FEATURES: Final[dict[str, FeatureType]] = {
     "segment_id": "int64",  # 0..k-1, ordered by the segment's session conversion rate (0 = highest)
-    "segment_name": "string",  # readable, derived from the segment's centroid ("loyal buyers", ...)
+    "segment_name": "string",  # readable, derived from the segment's centroid ("cart users", "window shoppers", ...)
     "recency_days": "float64",  # days from the user's last event to the end of the data
     "frequency_sessions": "int64",
     "monetary_value": "float64",  # sum of purchase prices (an unpriced purchase adds 0)

@@ -1,12 +1,14 @@
-"""Journey analysis of a stored event dataset: stages, Markov chains, funnels, time to convert, segments, categories.
+"""Journey analysis of a stored event dataset: stages, Markov chains, funnels, time to convert, segments, categories,
+and how long after their views purchases come.
 
     analyze_events(events, seed=...)       -> JourneyAnalysis (`results.py`), all in memory; `run.py` writes it
                                               (the chain artifact serving reads, the report, the profile features)
 
-Every figure is computed for all sessions, per user segment (k-means over user profiles,
-`training/analysis/profiles.py`) and per top entry category (the category of a session's first event). The stage
-rules live in `journey/stages.py` and the chain algebra in `journey/chain.py`, so serving answers from exactly what
-is estimated here.
+Every figure is computed for all sessions, per user segment (k-means over what users do before any purchase, never
+over the outcome: `profiles.py`, `behaviour.py`) and per top entry category (the category of a session's first
+event). The stage rules live in `journey/stages.py` and the chain algebra in `journey/chain.py`, so serving answers
+from exactly what is estimated here. Those figures are session-scoped; `delays.py` measures, across sessions, the
+purchases they miss (bought a day or a week after the views), and the notes say when those are material.
 
 A hidden-Markov alternative (the issue's optional item) is not implemented: the stages are observable by rule, and
 on the synthetic data the rule recovers the generator's stages exactly, so there is nothing hidden to fit there.
@@ -40,6 +42,7 @@ from journey.stages import (
     first_occurrence,
     session_order,
 )
+from training.analysis.delays import PurchaseDelays, purchase_delays
 from training.analysis.profiles import K_RANGE, Profiles, build_profiles
 from training.analysis.results import (
     EVENT_STATES,
@@ -219,10 +222,15 @@ def _sql_rule_differences(events: SessionEvents) -> int:
     return int((first_view & ~first_any & before_purchase).sum())
 
 
-def _notes(overall: GroupStats, profiles: Profiles, categories: list[str], differences: int) -> list[str]:
+def _notes(
+    overall: GroupStats, profiles: Profiles, categories: list[str], differences: int, delays: PurchaseDelays
+) -> list[str]:
     notes = list(profiles.notes)
     if overall.funnel.reached[STAGES.index(PURCHASE)] == 0:
         notes.append("no session purchases: P(purchase) is 0 from every stage and there is no time to convert")
+    delayed = delays.note()
+    if delayed:
+        notes.append(delayed)
     if not categories:
         notes.append("no event carries a category: the per-category breakdown is empty")
     if differences:
@@ -268,9 +276,11 @@ def analyze_events(
     paths = stage_paths(ordered, stages)
     differences = _sql_rule_differences(ordered)
     lap("chains_funnels_paths")
+    delays = purchase_delays(ordered)
+    lap("purchase_delays")
     start, end = (datetime.fromtimestamp(int(f(ordered.ts_us)) / 1e6, UTC) for f in (np.min, np.max))
-    notes = _notes(overall, profiles, category_labels, differences)
+    notes = _notes(overall, profiles, category_labels, differences, delays)
     return JourneyAnalysis(
         dataset, seed, (start, end), overall, tuple(segments), tuple(categories), paths, profiles, differences,
-        tuple(notes), seconds,
+        tuple(notes), seconds, delays,
     )  # fmt: skip

@@ -15,10 +15,10 @@ import numpy as np
 
 from journey.contracts import STAGES
 from journey.events import EVENT_TYPES
-from training.analysis.profiles import CLUSTER_FEATURES
 from training.analysis.results import PATH_NODES, PATH_STEPS, JourneyAnalysis
 
 PLOTS: Final = ("funnel", "transitions", "flow", "conversion", "time_to_convert", "segments")
+_OUTCOME: Final = "session_conversion_rate"  # shown beside the clustered columns, apart
 _COLOURS: Final = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#9D9D9D", "#D4D4D4")  # PATH_NODES order
 
 
@@ -199,13 +199,15 @@ def _segments_plot(analysis: JourneyAnalysis, out_dir: Path) -> str:
     names = [f"{s.segment_id}: {s.name}" for s in segments]
     left.barh(names[::-1], [s.users for s in segments][::-1], color=_COLOURS[0])
     left.set(title=f"Users per segment (k = {analysis.profiles.k})", xlabel="users")
-    features = list(CLUSTER_FEATURES)
-    raw = np.array([[s.means[f] for f in features] for s in segments])
+    features = list(analysis.profiles.clustered_on)
+    raw = np.array([[s.means.get(f, 0.0) for f in features] + [s.outcomes.get(_OUTCOME, 0.0)] for s in segments])
     peak = np.abs(raw).max(axis=0)
     right.imshow(raw / np.where(peak > 0, peak, 1), vmin=0, vmax=1, cmap="Oranges", aspect="auto")
     for (i, j), value in np.ndenumerate(raw):
         right.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=8)
-    right.set_xticks(range(len(features)), [f.replace("_", " ") for f in features], rotation=25, ha="right")
+    ticks = [*(f.replace("_", " ") for f in features), "conversion\n(outcome, not clustered)"]
+    right.set_xticks(range(len(ticks)), ticks, rotation=25, ha="right")
+    right.axvline(len(features) - 0.5, color="black", linewidth=2)
     right.set_yticks(range(len(segments)), names)
-    right.set_title("Segment means (colour: share of the largest segment mean)")
+    right.set_title("Segment means: clustered on | outcome (colour: share of the largest)")
     return _save(fig, out_dir, "segments")

@@ -4,15 +4,21 @@
     write_profiles(profiles, settings)     -> the `user_profile` offline table + the online store (Feast)
 
 Why these choices:
-- **Features** are computed from the whole history up to the last event (not windowed like `user_activity`): a
-  segment describes who a shopper is, not what they did this week. k-means sees log-scaled counts (recency, sessions,
-  events per session, spend) and the session rates (conversion, cart, abandonment), each standardised; a column with
-  no spread (no prices at all, say) weighs nothing.
+- **Profile columns** (the `user_profile` view) are computed from the whole history up to the last event (not
+  windowed like `user_activity`): a segment describes who a shopper is, not what they did this week.
+- **Segments are clustered on what is not the label** (`behaviour.py`): behaviour before each session's first
+  purchase (repeat views, carting, category focus, pacing) and, when the median user has 2+ sessions, session
+  frequency. Purchases, spend, session conversion and cart abandonment are the outcome: the report *describes* them
+  per segment, k-means never sees them. Clustering on them (as this module once did) read the label back: on a
+  one-session-per-user log the "loyal buyers" were the sessions that bought (REES46: 64% of their sessions against
+  0.02% for everybody else). With median sessions per user <= 1 the segments use in-session behaviour only, and the
+  notes say so.
 - **k** is the one in `K_RANGE` with the best silhouette, scored on a seeded sample of users (silhouette is O(n^2));
   the final k-means runs on up to `FIT_SAMPLE` users and labels everybody. Same data + seed, same segments.
-- **Segment ids** are ordered by session conversion rate (0 = best), so ids are stable across reruns of equal data.
-- **Names** come from each segment's mean profile against the whole population ("loyal buyers" convert more and come
-  back more, "cart abandoners" cart often and rarely buy, "window shoppers" browse long sessions without buying, ...);
+- **Segment ids** are ordered by session conversion rate (0 = best), as the `user_profile` contract says: an order
+  of the outcome, which describes the segments but does not shape them; ids are stable across reruns of equal data.
+- **Names** come from each segment's mean behaviour against the whole population ("cart users" cart more often,
+  "window shoppers" view many items per session, "bouncers" leave after a view, ...), never from its outcome;
   names that collide get the trait that tells them apart. They are labels for people, not model inputs.
 """
 
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -35,6 +41,16 @@ from journey.stages import PURCHASE_CODE, SessionEvents
 from journey.stores.feature_store import apply, opened_store
 from journey.stores.offline import OfflineTables
 from journey.stores.online_write import write_online
+from training.analysis.behaviour import (
+    BEHAVIOUR,
+    HISTORY,
+    IN_SESSION,
+    OUTCOMES,
+    behaviour_features,
+    design,
+    segment_basis,
+)
+from training.analysis.segment_names import DESCRIBED, name_segments
 
 log = logging.getLogger(__name__)
 
@@ -48,37 +64,23 @@ _US_PER_DAY: Final = 86_400_000_000
 _TS = pa.timestamp("us", tz="UTC")
 _ARROW: dict[FeatureType, pa.DataType] = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
 
-# what k-means sees, and whether the column is a count (log-scaled) or a rate
-CLUSTER_FEATURES: Final = {
-    "recency_days": True,
-    "frequency_sessions": True,
-    "events_per_session": True,
-    "monetary_value": True,
-    "session_conversion_rate": False,
-    "session_cart_rate": False,
-    "cart_abandonment_rate": False,
-}
-# how to tell apart two segments that got the same name: (feature, word when higher, word when lower)
-_QUALIFIERS: Final = (
-    ("recency_days", "lapsed", "recent"),
-    ("frequency_sessions", "frequent", "occasional"),
-    ("events_per_session", "long sessions", "short sessions"),
-    ("monetary_value", "big spenders", "small spenders"),
-    ("session_conversion_rate", "converting", "rarely converting"),
-    ("session_cart_rate", "carting", "rarely carting"),
-    ("cart_abandonment_rate", "abandoning", "completing"),
-)
-
 
 @dataclass(frozen=True)
 class Segment:
     segment_id: int
     name: str
     users: int
-    means: dict[str, float]  # mean of each CLUSTER_FEATURES column over the segment's users
+    means: dict[str, float]  # mean of each BEHAVIOUR column over the segment's users (what defines it)
+    outcomes: dict[str, float] = field(default_factory=dict)  # mean of each OUTCOMES column (what it did)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"segment_id": self.segment_id, "name": self.name, "users": self.users, "means": self.means}
+        return {
+            "segment_id": self.segment_id,
+            "name": self.name,
+            "users": self.users,
+            "means": self.means,
+            "outcomes": self.outcomes,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,10 @@ class Profiles:
     segments: tuple[Segment, ...]
     silhouette_by_k: dict[int, float]
     notes: tuple[str, ...] = ()
+    behaviour: dict[str, np.ndarray] = field(default_factory=dict)  # every BEHAVIOUR column, aligned with user_id
+    basis: str = HISTORY  # HISTORY or IN_SESSION (behaviour.segment_basis)
+    clustered_on: tuple[str, ...] = ()  # the BEHAVIOUR columns k-means saw
+    basis_reason: str = ""
 
     @property
     def k(self) -> int:
@@ -132,6 +138,10 @@ class Profiles:
             "k": self.k,
             "silhouette": self.silhouette,
             "silhouette_by_k": {str(k): v for k, v in self.silhouette_by_k.items()},
+            "basis": self.basis,
+            "basis_reason": self.basis_reason,
+            "clustered_on": list(self.clustered_on),
+            "outcomes_not_clustered": list(OUTCOMES),
             "segments": [s.to_dict() for s in self.segments],
             "notes": list(self.notes),
         }
@@ -196,17 +206,6 @@ def user_features(events: SessionEvents, stages: np.ndarray) -> tuple[np.ndarray
 # ------------------------------------------------------------------------------------------------------- segments
 
 
-def _design(features: dict[str, np.ndarray]) -> np.ndarray:
-    """Standardised k-means inputs; a constant column becomes zeros (it cannot separate anyone)."""
-    cols = []
-    for name, is_count in CLUSTER_FEATURES.items():
-        values = np.asarray(features[name], dtype=np.float64)
-        values = np.log1p(np.maximum(values, 0)) if is_count else values
-        spread = values.std()
-        cols.append((values - values.mean()) / spread if spread > 1e-12 else np.zeros_like(values))
-    return np.column_stack(cols)
-
-
 def _choose_k(x: np.ndarray, seed: int, k_range: tuple[int, int]) -> dict[int, float]:
     # scikit-learn (and threadpoolctl below) load on use: a heavy import the chain estimation does not need
     from sklearn.cluster import KMeans
@@ -242,47 +241,16 @@ def _one_thread() -> Any:
     return threadpool_limits(limits=1)
 
 
-def _means(features: dict[str, np.ndarray], members: np.ndarray) -> dict[str, float]:
-    return {name: float(np.mean(features[name][members])) if members.any() else 0.0 for name in CLUSTER_FEATURES}
+def _means(columns: dict[str, np.ndarray], names: Sequence[str], members: np.ndarray) -> dict[str, float]:
+    return {name: float(np.mean(columns[name][members])) if members.any() else 0.0 for name in names}
 
 
-def _base_name(seg: dict[str, float], overall: dict[str, float]) -> str:
-    """A name from the segment's means relative to everybody's (first rule that holds)."""
-    if seg["session_conversion_rate"] > max(1.5 * overall["session_conversion_rate"], 1e-9):
-        return "loyal buyers" if seg["frequency_sessions"] >= overall["frequency_sessions"] else "occasional buyers"
-    carts_often = seg["session_cart_rate"] >= max(overall["session_cart_rate"], 0.01)
-    if carts_often and seg["cart_abandonment_rate"] >= 0.75:
-        return "cart abandoners"
-    if seg["session_cart_rate"] < 0.5 * overall["session_cart_rate"] and (
-        seg["events_per_session"] >= overall["events_per_session"]
-    ):
-        return "window shoppers"
-    if overall["recency_days"] > 0 and seg["recency_days"] >= 1.5 * overall["recency_days"]:
-        return "lapsed visitors"
-    if seg["frequency_sessions"] >= 1.5 * overall["frequency_sessions"]:
-        return "frequent browsers"
-    return "casual browsers"
-
-
-def name_segments(means: Sequence[dict[str, float]], overall: dict[str, float]) -> list[str]:
-    """Readable, distinct names: colliding ones get the trait on which they differ most (relative to its mean)."""
-    names = [_base_name(m, overall) for m in means]
-    for name in sorted(set(names)):
-        group = [i for i, n in enumerate(names) if n == name]
-        if len(group) < 2:
-            continue
-        spread = [
-            (np.ptp([means[i][f] for i in group]) / max(abs(overall[f]), 1e-9), f, hi, lo) for f, hi, lo in _QUALIFIERS
-        ]
-        _, feature, higher, lower = max(spread)
-        middle = float(np.median([means[i][feature] for i in group]))
-        for i in group:
-            names[i] = f"{name} ({higher if means[i][feature] > middle else lower})"
-    seen: dict[str, int] = {}
-    for i, name in enumerate(names):  # still equal (3+ alike): number them
-        seen[name] = seen.get(name, 0) + 1
-        names[i] = name if seen[name] == 1 else f"{name} #{seen[name]}"
-    return names
+def _outcome_columns(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The OUTCOMES columns of each user: what the segments are described by, never clustered on."""
+    return {
+        **{name: features[name] for name in OUTCOMES if name in features},
+        "buyer_share": (features["purchases_total"] > 0).astype(np.float64),
+    }
 
 
 def _order(features: dict[str, np.ndarray], labels: np.ndarray, k: int) -> np.ndarray:
@@ -304,13 +272,25 @@ def _order(features: dict[str, np.ndarray], labels: np.ndarray, k: int) -> np.nd
     return result
 
 
+def user_behaviour(events: SessionEvents, stages: np.ndarray, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every BEHAVIOUR column per user (users sorted, as `user_features` returns them)."""
+    users, user_of_session = np.unique(events.session_user, return_inverse=True)
+    return {
+        "frequency_sessions": features["frequency_sessions"].astype(np.float64),
+        "recency_days": features["recency_days"],
+        **behaviour_features(events, stages, user_of_session.reshape(-1), users.size),
+    }
+
+
 def build_profiles(
     events: SessionEvents, stages: np.ndarray, seed: int, k_range: tuple[int, int] = K_RANGE
 ) -> Profiles:
     """Profiles of every user with events, and their segments; deterministic for equal data and seed."""
     users, features, as_of = user_features(events, stages)
-    notes: list[str] = []
-    x = _design(features)
+    behaviour = user_behaviour(events, stages, features)
+    basis, columns, why = segment_basis(features["frequency_sessions"])
+    notes = [f"segments: {why}"] if basis == IN_SESSION else []
+    x = design(behaviour, columns)
     scores = _choose_k(x, seed, k_range) if users.size >= 3 else {}
     if scores:
         k = max(scores, key=lambda kk: (scores[kk], -kk))
@@ -318,15 +298,22 @@ def build_profiles(
     else:
         k, labels = 1, np.zeros(users.size, dtype=np.int64)
         notes.append(f"{users.size} users with too few distinct profiles for k >= {k_range[0]}: one segment")
-    overall = _means(features, np.ones(users.size, dtype=bool))
-    means = [_means(features, labels == c) for c in range(k)]
-    names = name_segments(means, overall) if k > 1 else ["all shoppers"]
-    segments = tuple(Segment(c, names[c], int((labels == c).sum()), means[c]) for c in range(k))
+    outcomes = _outcome_columns(features)
+    everyone = np.ones(users.size, dtype=bool)
+    means = [_means(behaviour, list(BEHAVIOUR), labels == c) for c in range(k)]
+    names = name_segments(means, _means(behaviour, list(BEHAVIOUR), everyone), (*columns, *DESCRIBED)) if k > 1 else []
+    segments = tuple(
+        Segment(c, names[c] if names else "all shoppers", int((labels == c).sum()), means[c],
+                _means(outcomes, list(outcomes), labels == c))
+        for c in range(k)
+    )  # fmt: skip
     empty = [s.name for s in segments if s.users == 0]
     if empty:
         notes.append(f"segments without users after labelling everybody: {empty}")
     log.info("user profiles built", extra={"users": int(users.size), "k": k, "silhouette": scores.get(k)})
-    return Profiles(as_of, users, features, labels.astype(np.int64), segments, scores, tuple(notes))
+    return Profiles(
+        as_of, users, features, labels.astype(np.int64), segments, scores, tuple(notes), behaviour, basis, columns, why
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ the store

@@ -18,6 +18,7 @@ import numpy as np
 from journey.contracts import STAGES
 from journey.events import EVENT_TYPES
 from journey.stages import STAGE_STATES
+from training.analysis.delays import BUCKETS, MATERIAL_COUNT, MATERIAL_SHARE
 from training.analysis.plots import draw_plots, pct
 from training.analysis.results import GroupStats, JourneyAnalysis
 
@@ -183,25 +184,55 @@ def _time_section(doc: _Doc, analysis: JourneyAnalysis, plot: str) -> None:
     doc.image("Time to convert", plot)
 
 
+_BEHAVIOUR_HEADERS: Final = {
+    "frequency_sessions": "sessions/user",
+    "recency_days": "recency days",
+    "views_per_session": "views/session",
+    "repeat_view_share": "repeat views",
+    "cart_session_rate": "carting sessions",
+    "category_focus": "category focus",
+    "seconds_per_event": "seconds/event",
+}
+_SHARES: Final = ("repeat_view_share", "cart_session_rate", "category_focus")
+
+
 def _segments_section(doc: _Doc, analysis: JourneyAnalysis, plot: str) -> None:
     profiles = analysis.profiles
-    doc.heading(2, "User segments (k-means over RFM + behaviour profiles)")
+    doc.heading(2, "User segments (k-means on behaviour before purchases; outcomes described, not clustered)")
     scores = ", ".join(f"k={k}: {v:.3f}" for k, v in sorted(profiles.silhouette_by_k.items())) or "none (too few users)"
     doc.text(f"k = {profiles.k} chosen by silhouette on a sample of users ({scores}); profiles as of {profiles.as_of}.")
+    clustered = ", ".join(profiles.clustered_on)
+    doc.text(
+        f"Clustered on ({profiles.basis}): {clustered}; {profiles.basis_reason}. Every behaviour column counts only "
+        "the events before each session's first purchase. Purchases, spend, session conversion and cart abandonment "
+        "are the outcome: shown per segment, never clustered on (segments built on them read the label back: on a "
+        "one-session-per-user log the sessions that bought come out as 'loyal buyers')."
+    )
+    columns = list(_BEHAVIOUR_HEADERS)
+    rows = [
+        [s.segment_id, s.name, s.users, g.sessions, *(_behaviour_cell(c, s.means.get(c)) for c in columns)]
+        for s, g in zip(profiles.segments, analysis.segments, strict=True)
+    ]
+    marked = [f"{_BEHAVIOUR_HEADERS[c]}{' *' if c in profiles.clustered_on else ''}" for c in columns]
+    doc.table(["id", "name", "users", "sessions", *marked], rows)
+    doc.text("Columns marked * are clustered on; the others are described only.")
     rows = []
     for segment, group in zip(profiles.segments, analysis.segments, strict=True):
-        m = segment.means
+        o = segment.outcomes
         rows.append(
             [
-                segment.segment_id, segment.name, segment.users, group.sessions, m["recency_days"],
-                m["frequency_sessions"], m["events_per_session"], m["monetary_value"],
-                pct(m["session_conversion_rate"]), pct(m["session_cart_rate"]), pct(m["cart_abandonment_rate"]),
+                segment.segment_id, segment.name, pct(o.get("buyer_share")), pct(o.get("session_conversion_rate")),
+                o.get("purchases_total"), o.get("monetary_value"), pct(o.get("cart_abandonment_rate")),
                 group.conversion()["purchase_probability"]["discovery"],
             ]
         )  # fmt: skip
-    header = ["id", "name", "users", "sessions", "recency days", "sessions/user", "events/session", "spend"]
-    doc.table([*header, "conversion", "cart rate", "abandonment", "P(purchase) from discovery"], rows)
+    header = ["id", "name", "buyers", "session conversion", "purchases/user", "spend/user", "cart abandonment"]
+    doc.table([*header, "P(purchase) from discovery"], rows)
     doc.image("Segments", plot)
+
+
+def _behaviour_cell(column: str, value: float | None) -> Any:
+    return pct(value) if column in _SHARES else value
 
 
 def _categories_section(doc: _Doc, analysis: JourneyAnalysis) -> None:
@@ -222,6 +253,40 @@ def _categories_section(doc: _Doc, analysis: JourneyAnalysis) -> None:
     doc.table([*header, "median seconds to convert"], rows)
 
 
+def _delays_section(doc: _Doc, analysis: JourneyAnalysis) -> None:
+    doc.heading(2, "Purchases and the views before them (any session)")
+    delays = analysis.delays
+    if delays is None or not delays.purchases:
+        doc.text("No purchase in this dataset.")
+        return
+    doc.text(
+        "Each purchase against the same user's views of the same item at or before it: how long after the last view "
+        "(and the first) it came, and whether in the same session. Session-scoped labels (propensity 'buys within "
+        "the session') and the session funnels above see only the first row."
+    )
+    last, first = delays.counts("last"), delays.counts("first")
+    rows = [
+        [bucket, a, pct(a / delays.purchases), b, pct(b / delays.purchases)]
+        for bucket, a, b in zip(BUCKETS, last, first, strict=True)
+    ]
+    doc.table(["purchase came", "from last view", "share", "from first view", "share"], rows)
+    s = delays.summary()
+    doc.text(
+        f"Hours from the last view: median {_fmt(s['hours_from_last_view_median'])}, p90 "
+        f"{_fmt(s['hours_from_last_view_p90'])}; from the first view: median "
+        f"{_fmt(s['hours_from_first_view_median'])}, p90 {_fmt(s['hours_from_first_view_p90'])}."
+    )
+    note = delays.note()
+    if note:
+        doc.text(f"Delayed purchases are material here: {note}.")
+    else:
+        doc.text(
+            f"{delays.other_session():,} purchases ({pct(delays.other_session_share())}) come in another session than "
+            f"the last view of their item, {pct(delays.later_share())} more than a day after it; material would be "
+            f"{MATERIAL_COUNT}+ purchases and {pct(MATERIAL_SHARE)}+, so session-scoped labels miss few purchases here."
+        )
+
+
 def _render(analysis: JourneyAnalysis, plots: dict[str, str]) -> _Doc:
     doc = _Doc()
     doc.heading(1, f"Journey analysis: {analysis.dataset}")
@@ -238,6 +303,7 @@ def _render(analysis: JourneyAnalysis, plots: dict[str, str]) -> _Doc:
     doc.table(["path (repeats collapsed)", "sessions", "share"], rows)
     doc.image("Stage path flow", plots["flow"])
     _time_section(doc, analysis, plots["time_to_convert"])
+    _delays_section(doc, analysis)
     _segments_section(doc, analysis, plots["segments"])
     _categories_section(doc, analysis)
     doc.heading(2, "Method")

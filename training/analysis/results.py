@@ -19,6 +19,7 @@ from journey.chain_artifact import JourneyArtifact, SegmentChain
 from journey.contracts import STAGES
 from journey.events import EVENT_TYPES
 from journey.stages import STAGE_STATES
+from training.analysis.delays import PurchaseDelays
 from training.analysis.profiles import Profiles
 
 EVENT_STATES: Final = (*EVENT_TYPES, "exit")
@@ -158,6 +159,7 @@ class JourneyAnalysis:
     sql_rule_differences: int  # views these rules call consideration and user_activity's SQL calls discovery
     notes: tuple[str, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
+    delays: PurchaseDelays | None = None  # purchases against the views of their item (any session)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -193,6 +195,7 @@ class JourneyAnalysis:
             "categories": [g.to_dict() for g in self.categories],
             "paths": self.paths.to_dict(),
             "sql_rule_differences": self.sql_rule_differences,
+            "purchase_delays": self.delays.to_dict() if self.delays is not None else None,
             "notes": list(self.notes),
             "seconds": self.seconds,
         }

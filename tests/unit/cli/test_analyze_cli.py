@@ -31,6 +31,8 @@ def test_analyze_writes_the_report_and_the_chain_and_says_where(shop: Settings) 
     artifact = JourneyArtifact.load(shop.journey_chain_path)
     assert artifact.meta["dataset"] == "shop" and artifact.meta["seed"] == 3 and artifact.segments
     assert "k = " in output and "P(purchase later)" in output
+    assert "segments clustered on" in output and "after the last view of their item" in output
+    assert "## Purchases and the views before them" in report.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

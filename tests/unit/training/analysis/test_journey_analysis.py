@@ -260,5 +260,15 @@ def test_report_renders_every_plot_on_each_real_sample(shared_datasets: Path, tm
     analysis = analyze_events(events, dataset=name)
     assert analysis.overall.events == events.num_rows
     assert analysis.overall.funnel.reached[STAGES.index("purchase")] > 0  # every sample has purchases
-    assert_complete_report(analysis, tmp_path / name)
+    text = assert_complete_report(analysis, tmp_path / name)
     assert set(STAGE_STATES) == set(analysis.overall.stages.states)
+    # RetailRocket and REES46 have one session per user (median): segments on in-session behaviour, and say so
+    one_session = name in ("retailrocket", "rees46")
+    assert (analysis.profiles.basis == "in_session") == one_session
+    assert any("in-session behaviour only" in note for note in analysis.notes) == one_session
+    assert "Clustered on (" in text and "## Purchases and the views before them" in text
+    # Taobao's shoppers come back to buy: a quarter of its purchases follow their last view in another session
+    delays = analysis.delays
+    assert delays is not None and delays.purchases >= analysis.overall.funnel.reached[STAGES.index("purchase")]
+    assert delays.material() == (name == "taobao")
+    assert ("--horizon 1d" in text) == (name == "taobao")
