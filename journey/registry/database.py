@@ -33,7 +33,7 @@ log = logging.getLogger("journey.registry")
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 # The newest migration in MIGRATIONS_DIR (a test keeps them equal). Knowing it without importing Alembic keeps the
 # common case, a database already at head, to one small query: Alembic costs ~0.5 s to import.
-HEAD_REVISION: Final = "0002"
+HEAD_REVISION: Final = "0003"
 VERSION_TABLE: Final = "alembic_version"
 # Alembic's `context` is a module-global proxy: two threads of one process must not run migrations at once (other
 # processes are kept apart by the database: an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite).

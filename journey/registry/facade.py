@@ -195,15 +195,18 @@ class Registry:
         with self._session() as session:
             return versions.attach_report(session, name, version, report_path, actor, where=self.location)
 
-    def promote(self, name: str, version: VersionRef, actor: str) -> ModelVersion:
+    def promote(self, name: str, version: VersionRef, actor: str, *, note: str | None = None) -> ModelVersion:
         """Make `version` the production version of `name` and archive the one it replaces, in one transaction.
 
         Promoting an archived version is how a rollback is done; promoting the production version changes nothing.
         The stored artifact is re-hashed first: a version serving could not load (`TamperedArtifactError`,
-        `NotFoundError`) is never promoted.
+        `NotFoundError`) is never promoted. `note` is appended to the promotion's audit detail (the caller's
+        promotion gate, and the reason of a forced promotion).
         """
         with self._session() as session:
-            return versions.promote(session, name, version, actor, where=self.location, artifacts=self._artifacts)
+            return versions.promote(
+                session, name, version, actor, where=self.location, artifacts=self._artifacts, note=note
+            )
 
     def archive(self, name: str, version: VersionRef, actor: str) -> ModelVersion:
         """Retire a version. Archiving the production version leaves the name without one (allowed, warned)."""
@@ -303,9 +306,11 @@ class Registry:
         variant: str | None = None,
         experiment: str | None = None,
         salt: str | None = None,
+        note: str | None = None,
     ) -> Route:
         """Give `version` `weight` percent (0..100) of the endpoint's users; the other variants share the rest in
-        their current proportions.
+        their current proportions. `note` is appended to the change's audit detail (the caller's promotion gate,
+        and the reason of a forced deployment).
 
         An endpoint without a route first gets its default made explicit (variant `production`, pinned to today's
         production version). The variant is `variant`, else the one already serving `version`, else `v<version>`;
@@ -323,7 +328,7 @@ class Registry:
             salt=salt,
             where=self.location,
         )
-        return self._change_route(endpoint, RouteAction.DEPLOY, actor, build)
+        return self._change_route(endpoint, RouteAction.DEPLOY, actor, _noted(build, note))
 
     def set_shadow(
         self,
@@ -371,3 +376,15 @@ class Registry:
             extra = {"endpoint": endpoint, "action": action.value, "revision": change.revision, "detail": change.detail}
             log.info("route changed", extra=extra)
         return change.route
+
+
+def _noted(build: routes.Build, note: str | None) -> routes.Build:
+    """`build` with `note` appended to its audit detail (unchanged without a note)."""
+    if not note:
+        return build
+
+    def with_note(session: Session, current: Route) -> tuple[Route | None, str]:
+        target, detail = build(session, current)
+        return target, f"{detail}; {note}"
+
+    return with_note

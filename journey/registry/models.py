@@ -29,6 +29,7 @@ class Stage(StrEnum):
 class Framework(StrEnum):
     XGBOOST = "xgboost"
     PYTORCH = "pytorch"
+    ONNX = "onnx"  # built with onnx.helper, e.g. the next-item index kinds (migration 0003)
 
 
 class AuditKind(StrEnum):

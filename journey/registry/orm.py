@@ -91,7 +91,7 @@ class ModelVersionRow(Base):
     __table_args__ = (
         UniqueConstraint("name", "version"),
         CheckConstraint("stage IN ('staging', 'production', 'archived')", name="stage"),
-        CheckConstraint("framework IN ('xgboost', 'pytorch')", name="framework"),
+        CheckConstraint("framework IN ('xgboost', 'pytorch', 'onnx')", name="framework"),
         CheckConstraint("version >= 1", name="version_positive"),
         # At most one production version per name, enforced by the database itself (both backends know partial
         # indexes): a promotion racing another fails instead of leaving two versions serving.

@@ -41,8 +41,10 @@ def deploy(
     variant: str | None = None,
     experiment: str | None = None,
     salt: str | None = None,
+    note: str | None = None,
 ) -> Route:
-    """Give MODEL:VERSION `weight` percent of its endpoint's users (the model's endpoint unless one is named)."""
+    """Give MODEL:VERSION `weight` percent of its endpoint's users (the model's endpoint unless one is named);
+    `note` goes into the audit detail (the caller's promotion gate, a forced deployment's reason)."""
     model, version = parse_model_version(model_version)
     return registry.deploy(
         endpoint or endpoint_of(model),
@@ -53,6 +55,7 @@ def deploy(
         experiment=experiment,
         salt=salt,
         actor=actor,
+        note=note,
     )
 
 

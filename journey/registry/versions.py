@@ -104,9 +104,16 @@ def attach_report(
 
 
 def promote(
-    session: Session, name: str, version: VersionRef, actor: str, *, where: str, artifacts: ArtifactStore
+    session: Session,
+    name: str,
+    version: VersionRef,
+    actor: str,
+    *,
+    where: str,
+    artifacts: ArtifactStore,
+    note: str | None = None,
 ) -> ModelVersion:
-    """See `Registry.promote`: the stored artifact is re-hashed before anything changes."""
+    """See `Registry.promote`: the stored artifact is re-hashed before anything changes; `note` ends the detail."""
     rows = _lock_versions(session, name)
     target = pick(rows, name, version, where)
     if target.stage == Stage.PRODUCTION:
@@ -118,6 +125,7 @@ def promote(
         _set_stage(session, current, Stage.ARCHIVED, actor, "archive", superseded)
     session.flush()  # the old production row leaves before the new one arrives (partial unique index)
     detail = "rollback to an archived version" if target.stage == Stage.ARCHIVED else "promoted from staging"
+    detail = f"{detail}; {note}" if note else detail
     _set_stage(session, target, Stage.PRODUCTION, actor, "promote", detail)
     session.flush()
     return target.detached()

@@ -392,7 +392,7 @@ def test_a_0001_database_is_upgraded_in_place_keeping_its_rows(settings: Setting
         engine.dispose()
     with Registry(settings) as registry:
         assert registry.current_revision() == "0001"
-        assert registry.migrate() == HEAD_REVISION == "0002"
+        assert registry.migrate() == HEAD_REVISION == "0003"
         [entry] = registry.audit()
         assert (entry.kind, entry.detail, entry.action) == (AuditKind.MODEL, "old", "promote")
         assert registry.get(PP, "production").version == 1
