@@ -56,7 +56,7 @@ demo: install ## Generate demo data, build features, feast apply, materialise, t
 	$(BIN)/journey features materialize
 	$(BIN)/journey train propensity --dataset demo --promote
 	$(BIN)/journey train next-action --dataset demo --promote
-	$(BIN)/journey train next-item --dataset demo --promote
+	$(BIN)/journey train next-item --dataset demo --kind auto --promote
 	$(BIN)/journey analyze --dataset demo
 	$(MAKE) serve
 
@@ -83,7 +83,7 @@ evaluate-real: install ## Train and evaluate the three models on each real publi
 		$(BIN)/journey data import "$(DATASETS)/$$file" --format "$$format" --dataset "$$name" --replace || exit 1; \
 		$(BIN)/journey features build --dataset "$$name" && $(BIN)/journey features apply >/dev/null || exit 1; \
 		for model in propensity next-action next-item; do \
-			$(BIN)/journey train "$$model" --dataset "$$name" || echo "$$name: $$model refused (see above)"; \
+			$(BIN)/journey train "$$model" --dataset "$$name" $$( [ "$$model" = next-item ] && echo --kind auto) || echo "$$name: $$model refused (see above)"; \
 		done; \
 	done
 

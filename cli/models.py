@@ -1,7 +1,9 @@
 """`journey models`: list, inspect, promote, archive and audit registered model versions.
 
 Every command names the registry it talks to on stderr (database URL, password masked), so stdout stays data:
-`journey models show purchase_propensity production | jq .model.metrics` works.
+`journey models show purchase_propensity production | jq .model.metrics` works. `promote` enforces the promotion gate
+stored with each version (`training.promotion`): a version that did not beat its best baseline is refused unless
+forced with a reason, which the audit log keeps.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ app = typer.Typer(help="Model registry: list, show, promote, archive, audit.", n
 NameArg = Annotated[str, typer.Argument(help="Model name, e.g. purchase_propensity.")]
 VersionArg = Annotated[str, typer.Argument(help="Version number, 'latest' or 'production'.")]
 ActorOpt = Annotated[str | None, typer.Option(help="Who makes the change, for the audit log (default: OS user).")]
+ForceOpt = Annotated[
+    bool, typer.Option(help="Go ahead although the version failed its promotion gate (needs --reason; audited).")
+]
+ReasonOpt = Annotated[str | None, typer.Option(help="Why --force overrides the gate (recorded in the audit log).")]
 
 
 def os_user() -> str:
@@ -85,11 +91,31 @@ def show(name: NameArg, version: VersionArg) -> None:
 
 @app.command()
 @cli_errors
-def promote(name: NameArg, version: VersionArg, actor: ActorOpt = None) -> None:
-    """Make a version the production one; the version it replaces is archived. Promote an archived one to roll back."""
+def promote(
+    name: NameArg, version: VersionArg, actor: ActorOpt = None, force: ForceOpt = False, reason: ReasonOpt = None
+) -> None:
+    """Make a version the production one; the version it replaces is archived. Promote an archived one to roll back.
+
+    A version that failed its promotion gate (it did not beat the best baseline on the validation days) is refused
+    (exit 2) unless --force --reason TEXT; the gate's verdict and the reason go into the audit log.
+    """
+    from journey.registry import Stage
+    from training.promotion import check_override, promotion_note
+
+    force_reason = check_override(force, reason, "--force")
     with _registry() as registry:
         previous = _production(registry, name)
-        mv = registry.promote(name, version, actor or os_user())
+        target = registry.get(name, version)
+        note = None  # promoting the production version changes nothing: no gate to pass
+        if target.stage != Stage.PRODUCTION:
+            note = promotion_note(
+                f"{name} v{target.version}",
+                target.metrics,
+                force=force,
+                reason=force_reason,
+                override=f"journey models promote {name} {target.version} --force --reason TEXT",
+            )
+        mv = registry.promote(name, target.version, actor or os_user(), note=note)
     if previous is not None and previous == mv.version:
         console.print(f"{name} version {mv.version} is already in production")
         return

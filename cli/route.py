@@ -11,6 +11,7 @@
     journey ab report --experiment NAME             report.md / report.png / report.json under reports/ab/NAME/
 
 Every change is validated and audited by the registry (`journey.registry`); bad input exits 2 naming the value.
+`deploy` refuses a version that failed its promotion gate unless `--force --reason TEXT` (`training.promotion`).
 The commands parse and apply through `journey.registry.routes_admin`, as the admin HTTP endpoints of the service do.
 Like `journey models`, the registry in use is named on stderr, so stdout stays data (`route show --json | jq`).
 """
@@ -77,12 +78,22 @@ def deploy(
     experiment: ExperimentOpt = None,
     salt: Annotated[str | None, typer.Option(help="Hash salt (default: kept within an experiment).")] = None,
     actor: ActorOpt = None,
+    force: Annotated[
+        bool, typer.Option(help="Deploy although the version failed its promotion gate (needs --reason; audited).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why --force overrides the gate (audited).")] = None,
 ) -> None:
     """Give a model version WEIGHT percent of an endpoint's users; the other variants keep their relative weights.
 
-    Only the users needed move: raising a variant from 10 to 20 moves 10% of users, all into it.
+    Only the users needed move: raising a variant from 10 to 20 moves 10% of users, all into it. A version that
+    failed its promotion gate (it did not beat the best baseline on the validation days) is refused (exit 2) unless
+    --force --reason TEXT; a weight of 0 gives it no users and needs neither.
     """
+    from training.promotion import check_override
+
+    force_reason = check_override(force, reason, "--force")
     with _registry() as registry:
+        model_version, note = _gate_checked(registry, model_version, weight, force_reason)
         route = routes_admin.deploy(
             registry,
             model_version,
@@ -92,11 +103,33 @@ def deploy(
             experiment=experiment,
             salt=salt,
             actor=actor or os_user(),
+            note=note,
         )
         _print_route(registry, route)
     console.print(
         f"{route.endpoint}: revision {route.revision}; `journey rollback --endpoint {route.endpoint}` undoes it"
     )
+
+
+def _gate_checked(
+    registry: Registry, model_version: str, weight: float, force_reason: str | None
+) -> tuple[str, str | None]:
+    """MODEL:NUMBER of the version about to get users and the gate's word on it for the audit log;
+    GateRefusedError when it failed its gate and is not forced. A weight of 0 is not checked."""
+    from training.promotion import promotion_note
+
+    if weight == 0:
+        return model_version, None
+    model, version = routes_admin.parse_model_version(model_version)
+    target = registry.get(model, version)
+    note = promotion_note(
+        f"{model} v{target.version}",
+        target.metrics,
+        force=force_reason is not None,
+        reason=force_reason,
+        override=f"journey deploy {model}:{target.version} --weight {weight:g} --force --reason TEXT",
+    )
+    return f"{model}:{target.version}", note
 
 
 @cli_errors

@@ -1,8 +1,9 @@
 """The report of a training run: Markdown, PNG plots and metrics.json in reports/models/<name>/<version>/.
 
-    write_report(run, evaluation, out_dir, version=...)   -> report.md (data, test metrics of model and baselines,
-                                                             the model minus each baseline with its interval, export
-                                                             parity, training) + plots + metrics.json
+    write_report(run, evaluation, out_dir, version=..., gate=...)
+        -> report.md (data; the promotion gate on the validation days: metric, model, best baseline, difference,
+           interval, pass/fail, and every candidate's validation figures; the test metrics of the model and every
+           baseline; the model minus each baseline with its interval; export parity; training) + plots + metrics.json
 
 Plots: ROC and precision-recall, calibration and cumulative gain (binary); confusion matrices (multi-class); hit
 rate at k (ranking); training curves (all). They use matplotlib's object API (`Figure`), not pyplot: no global
@@ -19,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 
 from training.evaluate import BOOTSTRAP_ROUNDS, RANKING_CUTOFFS, TOP_FRACTION, Evaluation, rank_of_label
+from training.gate import RULE, GateResult
 from training.runs import TrainingRun
 
 log = logging.getLogger(__name__)
@@ -174,6 +176,62 @@ def _data_section(run: TrainingRun, training_meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _gate_section(gate: GateResult | None) -> list[str]:
+    """The promotion decision (validation days) and what it was decided on."""
+    lines = ["## Promotion gate (validation days)", ""]
+    if gate is None:
+        return [*lines, "- not computed for this run", ""]
+    lines += [f"**{'PASS' if gate.passed else 'FAIL'}**: {gate.reason}", "", f"- rule: {RULE}"]
+    if gate.headline is None:
+        return [*lines, ""]
+    lines += [
+        f"- interval: {gate.rounds} paired bootstrap resamples of the {gate.units:,} validation {gate.resampled}",
+        "",
+    ]
+    rows = [
+        [
+            c.metric + ("" if c is gate.headline else " (guard)"),
+            c.baseline,
+            c.model_value,
+            c.baseline_value,
+            c.difference,
+            f"[{c.ci95_low:+.4f}, {c.ci95_high:+.4f}]",
+            ("difference > 0, " if c.require_gain else "") + f"lower bound >= {c.threshold:+.2f}",
+            "pass" if c.passed else "FAIL",
+        ]
+        for c in (gate.headline, *gate.guards)
+    ]
+    header = ["metric", "best baseline", f"{gate.model} (model)", "baseline", "difference", "95% interval"]
+    lines += [*_table([*header, "needs", "result"], rows), ""]
+    metrics = list(next(iter(gate.validation.values()), {}))
+    rows = [
+        [f"**{name}** (model)" if name == gate.model else name, *values.values()]
+        for name, values in gate.validation.items()
+    ]
+    return [*lines, "Every candidate on the validation days:", "", *_table(["candidate", *metrics], rows), ""]
+
+
+def _selection_section(selection: dict[str, Any] | None) -> list[str]:
+    """`--kind auto`: which kind was exported and every kind's validation figures (the test days did not choose)."""
+    if not selection:
+        return []
+    figures = selection["validation"]
+    metrics = list(next(iter(figures.values())))
+    rows = [
+        [f"**{name}** (served)" if name == selection["chosen"] else name, *values.values()]
+        for name, values in figures.items()
+    ]
+    return [
+        "## Kind selection (validation days, `--kind auto`)",
+        "",
+        f"Served: **{selection['chosen']}**; rule: {selection['rule']}; {selection['rows']:,} validation rows. The test"
+        " days below did not take part in the choice.",
+        "",
+        *_table(["kind", *metrics], rows),
+        "",
+    ]
+
+
 def _export_section(run: TrainingRun) -> list[str]:
     e = run.export
     parity = ", ".join(f"batch {k}: {v:.2e}" for k, v in sorted(e.max_abs_diff.items()))
@@ -185,9 +243,16 @@ def _export_section(run: TrainingRun) -> list[str]:
 
 
 def _render(
-    run: TrainingRun, evaluation: Evaluation, plots: dict[str, str], version: str, training_meta: dict[str, Any]
+    run: TrainingRun,
+    evaluation: Evaluation,
+    plots: dict[str, str],
+    version: str,
+    training_meta: dict[str, Any],
+    gate: GateResult | None,
 ) -> str:
     lines = [f"# {run.model_name} v{version}", "", "## Data", *_data_section(run, training_meta), ""]
+    lines += _gate_section(gate)
+    lines += _selection_section(run.params.get("selection"))
     lines += ["## Test metrics (model and baselines, same test days)", "", *_metrics_table(run, evaluation), ""]
     if evaluation.versus_baselines:
         headline = {
@@ -227,6 +292,7 @@ def write_report(
     *,
     version: str,
     training_meta: dict[str, Any] | None = None,
+    gate: GateResult | None = None,
 ) -> Path:
     """Markdown report + plots + metrics.json into `out_dir` (created); returns the report's path."""
     meta = training_meta or {}
@@ -239,7 +305,7 @@ def write_report(
     else:
         plots = {**_confusion_plots(run, evaluation, out_dir), **plots}
     report = out_dir / REPORT_FILE
-    report.write_text(_render(run, evaluation, plots, version, meta), encoding="utf-8")
+    report.write_text(_render(run, evaluation, plots, version, meta, gate), encoding="utf-8")
     payload = {
         "model": run.model_name,
         "version": version,
@@ -248,6 +314,7 @@ def write_report(
         "per_class": evaluation.per_class,
         "confusion": evaluation.confusion,
         "versus_baselines": evaluation.versus_baselines,
+        "gate": None if gate is None else gate.as_dict(),
         "classes": list(run.classes),
         "split": run.split.as_dict(),
         "training_set": meta,

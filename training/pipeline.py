@@ -2,7 +2,12 @@
 
     build_offline(dataset, settings)     batch features + session history into the offline store (+ a manifest)
     run_training(kind, dataset, ...)     training set (Feast, point in time) -> fit + baselines -> ONNX with parity
-                                         -> evaluation -> registry (BentoML model store) -> report
+                                         -> evaluation (test days) + promotion gate (validation days, `gate.py`)
+                                         -> registry (BentoML model store; the gate in the version's metrics)
+                                         -> report
+    promote_trained(result, ...)         production, when the gate passed or the promotion is forced with a reason
+                                         (audited); otherwise GateRefusedError (exit code 2) and the version stays
+                                         in staging
 
 The offline store holds one dataset's features at a time; the manifest written by `build_offline` lets a training
 run refuse (exit code 2) to join dataset A's events with dataset B's features, which would train on garbage and
@@ -28,9 +33,11 @@ from journey.settings import Settings
 from training.datasets import build_training_set, write_session_history
 from training.evaluate import Evaluation, evaluate
 from training.features import build_features, last_build, record_build
+from training.gate import GateResult, promotion_gate
 from training.labels import DEFAULT_MAX_EXAMPLES, Horizon
 from training.model_report import write_report
 from training.models.propensity import train_propensity
+from training.promotion import GATE_KEY, promotion_note
 from training.runs import TrainingRun
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ class PipelineResult:
     report: Path
     training_meta: dict[str, Any]
     seconds: dict[str, float]
+    gate: GateResult
 
 
 def build_offline(dataset: str, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, str]:
@@ -93,6 +101,22 @@ def _trainer(kind: str) -> Callable[..., TrainingRun]:
     return train_next_action
 
 
+def _trainer_options(kind: str, recommender: str | None, config: Any = None) -> dict[str, Any]:
+    """The model and the next-item kind checked up front (before the training set is built): the trainer's options
+    (`config`: the hyper-parameters of the model or next-item kind, `training/configs.py`; None: its defaults)."""
+    if kind not in SERVICES:
+        raise InvalidInputError(f"unknown model {kind!r}; known: {sorted(SERVICES)}", field="model", value=kind)
+    if config is not None and kind == "propensity":
+        raise InvalidInputError("propensity takes no hyper-parameter config", field="config")
+    if recommender is None:
+        return {} if config is None else {"kind_config" if kind == "next-item" else "config": config}
+    if kind != "next-item":
+        raise InvalidInputError(f"a recommender kind applies to next-item only, not {kind!r}", field="kind")
+    from training.models.next_item import kind_or_auto  # imported on use: see _trainer
+
+    return {"kind": kind_or_auto(recommender), **({} if config is None else {"kind_config": config})}
+
+
 def _scaled(progress: Progress, start: float, end: float) -> Progress:
     return lambda step, fraction: progress(step, start + (end - start) * fraction)
 
@@ -112,10 +136,12 @@ def run_training(
     horizon: Horizon = "session",
     actor: str | None = None,
     progress: Progress | None = None,
+    recommender: str | None = None,
+    config: Any = None,
 ) -> PipelineResult:
-    """Train, evaluate, register and report one model version. Deterministic for a given seed and dataset."""
-    if kind not in SERVICES:
-        raise InvalidInputError(f"unknown model {kind!r}; known: {sorted(SERVICES)}", field="model", value=kind)
+    """Train, evaluate, register and report one model version (`recommender`: the next-item kind, None gru4rec; any
+    kind a `next_item` version; `config`: its hyper-parameters, None the defaults). Deterministic given the inputs."""
+    trainer_options = _trainer_options(kind, recommender, config)
     say = progress or (lambda _step, _fraction: None)
     seed = settings.seed if seed is None else seed
     check_features_built(settings, dataset)
@@ -124,20 +150,39 @@ def run_training(
     started = time.perf_counter()
     say(f"building the {SERVICES[kind]} training set (point in time, Feast)", 0.0)
     options: dict[str, Any] = {"seed": seed, "max_examples": max_examples}
-    if kind == "propensity":
-        options["horizon"] = horizon
+    options |= {"horizon": horizon} if kind == "propensity" else {}
     frame, meta = build_training_set(dataset, SERVICES[kind], settings, **options)
     seconds["training_set"] = time.perf_counter() - started
 
     started = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     onnx_path = settings.models_dir / f"{kind}-{stamp}.onnx"
-    run = _trainer(kind)(frame, onnx_path, seed=seed, progress=_scaled(say, 0.3, 0.85))
+    run = _trainer(kind)(frame, onnx_path, seed=seed, progress=_scaled(say, 0.3, 0.85), **trainer_options)
     seconds["train_and_export"] = time.perf_counter() - started
 
-    say("evaluating on the test days", 0.88)
+    say("evaluating on the test days, the promotion gate on the validation days", 0.88)
     evaluation = evaluate(run)
+    gate = promotion_gate(run)
     say("registering the model version", 0.93)
+    version, report = _register(run, evaluation, gate, meta, settings, actor or getpass.getuser())
+    say("done", 1.0)
+    log.info(
+        "model trained and registered",
+        extra={"model": run.model_name, "version": version.version, "dataset": dataset, "report": str(report)},
+    )
+    return PipelineResult(run, evaluation, version, report, meta, {k: round(v, 2) for k, v in seconds.items()}, gate)
+
+
+def _register(
+    run: TrainingRun,
+    evaluation: Evaluation,
+    gate: GateResult,
+    meta: dict[str, Any],
+    settings: Settings,
+    actor: str,
+) -> tuple[ModelVersion, Path]:
+    """The version (its test metrics and its gate in `metrics`) and its report; the exported file is removed once the
+    BentoML model store holds the registered copy."""
     with Registry(settings) as registry:
         version = registry.register(
             name=run.model_name,
@@ -145,21 +190,35 @@ def run_training(
             expected_sha256=run.export.sha256,
             framework=run.framework,
             feature_service=run.feature_service,
-            metrics={"primary": run.model.name, **evaluation.metrics},
+            metrics={"primary": run.model.name, **evaluation.metrics, GATE_KEY: gate.as_dict()},
             data_window=_data_window(run, meta),
             params={**run.params, "feature_order": list(run.feature_order), "classes": list(run.classes)},
-            actor=actor or getpass.getuser(),
+            actor=actor,
         )
         out_dir = settings.model_reports_dir / run.model_name / str(version.version)
-        report = write_report(run, evaluation, out_dir, version=str(version.version), training_meta=meta)
+        report = write_report(run, evaluation, out_dir, version=str(version.version), training_meta=meta, gate=gate)
         version = registry.attach_report(run.model_name, version.version, str(report))
-    run.export.path.unlink(missing_ok=True)  # the BentoML model store now holds the registered copy
-    say("done", 1.0)
-    log.info(
-        "model trained and registered",
-        extra={"model": run.model_name, "version": version.version, "dataset": dataset, "report": str(report)},
+    run.export.path.unlink(missing_ok=True)
+    return version, report
+
+
+def promote_trained(
+    result: PipelineResult, settings: Settings, *, actor: str, force_reason: str | None = None
+) -> ModelVersion:
+    """Promote the version `run_training` registered when its gate passed, or when forced with a reason (both in the
+    promotion's audit detail). A failed gate without a reason raises `GateRefusedError` (exit code 2) naming the best
+    baseline and the interval; the version stays registered in staging, to be promoted later with
+    `journey models promote NAME VERSION --force --reason TEXT`."""
+    name, number = result.version.name, result.version.version
+    note = promotion_note(
+        f"{name} v{number}",
+        result.version.metrics,
+        force=force_reason is not None,
+        reason=force_reason,
+        override=f"`journey models promote {name} {number} --force --reason TEXT` (it is registered, in staging)",
     )
-    return PipelineResult(run, evaluation, version, report, meta, {k: round(v, 2) for k, v in seconds.items()})
+    with Registry(settings) as registry:
+        return registry.promote(name, number, actor, note=note)
 
 
 def parse_horizon(value: str) -> Horizon:

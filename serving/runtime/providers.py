@@ -31,7 +31,9 @@ CUDA: Final = "CUDAExecutionProvider"
 CPU: Final = "CPUExecutionProvider"
 POLICIES: Final = ("auto", "cuda", "cpu")
 # exporters whose graphs have no CUDA kernel (ai.onnx.ml TreeEnsemble): a CUDA session runs them on the CPU anyway
-CPU_ONLY_FRAMEWORKS: Final = frozenset({"xgboost"})
+# Graphs that gain nothing from (or cannot run) CUDA: tree ensembles have no CUDA kernel in ONNX Runtime; the
+# next-item index graphs ("onnx": LabelEncoder, gathers and scatters over small tables) are ai.onnx.ml + lookups.
+CPU_ONLY_FRAMEWORKS: Final = frozenset({"xgboost", "onnx"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,8 @@ def place(
     if policy == "cpu":
         return Placement(policy, cpu, False, "policy cpu")
     if framework in CPU_ONLY_FRAMEWORKS:
-        return Placement(policy, cpu, False, f"{framework} graph (tree ensemble): no CUDA kernels in ONNX Runtime")
+        reason = f"{framework} graph (tree ensemble or index lookups): no CUDA kernels worth using in ONNX Runtime"
+        return Placement(policy, cpu, False, reason)
     if policy == "cuda":
         if not gpu_present:
             # expected but impossible: the alert should tell the operator who asked for CUDA on this host

@@ -1,8 +1,14 @@
-"""A top-k recommender over vocabulary indices -> one ONNX graph that takes and answers in the shop's item ids.
+"""Next-item recommenders -> one ONNX graph each that takes and answers in the shop's item ids.
 
-The torch graph (`torch_onnx_export`) is wrapped in two ONNX nodes: a LabelEncoder in front (item id -> index, 0
-when unknown) and a Gather behind (index -> item id), so the file alone answers in item ids and no vocabulary file
-travels beside it. Parity compares scores within the tolerance and ids exactly, except inside a tie.
+    export_recommender(module, vocabulary, ...)  a torch top-k module over vocabulary indices: the torch
+                                                 graph (`torch_onnx_export`) wrapped in two ONNX nodes, a LabelEncoder
+                                                 in front (item id -> index, 0 when unknown) and a Gather behind
+                                                 (index -> item id)
+    export_graph(model, holdout, path, ...)      a graph built whole with onnx.helper (the index kinds: popularity,
+                                                 Markov, co-visitation, session-kNN; their index in its initializers)
+
+Either way the file alone answers in item ids: no vocabulary or index file travels beside it. Parity compares scores
+within the tolerance and ids exactly, except inside a tie (`ranking_diff`).
 """
 
 from __future__ import annotations
@@ -68,12 +74,51 @@ def export_recommender(
         onnx_model = onnx.load(str(staging))
         remove_side_files(staging)
         onnx.save_model(_with_vocabulary(onnx_model, vocabulary), str(staging), save_as_external_data=False)
-        diffs = check_parity(staging, native, feeds, tolerance=tolerance, compare=_ranking_diff(tolerance))
+        diffs = check_parity(staging, native, feeds, tolerance=tolerance, compare=ranking_diff(tolerance))
         report = ExportReport(
             path=path,
             sha256="",
             framework="torch",
             exporter=exporter,
+            input_names=NEXT_ITEM_INPUT_NAMES,
+            output_names=NEXT_ITEM_OUTPUT_NAMES,
+            max_abs_diff=diffs,
+        )
+        write_metadata(staging, report, feature_order=NEXT_ITEM_INPUT_NAMES)
+    return replace(report, sha256=sha256_of(path))
+
+
+EXPORTER_ONNX_HELPER = "onnx.helper"  # a graph built node by node from a fitted index (no converter involved)
+
+
+def export_graph(
+    model: onnx.ModelProto,
+    holdout: dict[str, np.ndarray],
+    path: Path,
+    *,
+    native: NativeFn,
+    framework: str,
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Write `model` (recommender inputs and outputs, NEXT_ITEM_INPUT_NAMES -> NEXT_ITEM_OUTPUT_NAMES) to `path`,
+    refused unless ONNX Runtime matches `native` on the raw-id `holdout` and at 1, 7 and 1024 rows (scores within
+    `tolerance`, ids equal except inside a tie); nothing is left at `path` then."""
+    if set(holdout) != set(NEXT_ITEM_INPUT_NAMES):
+        raise InvalidInputError(
+            f"holdout inputs {sorted(holdout)} differ from {list(NEXT_ITEM_INPUT_NAMES)}", field="holdout"
+        )
+    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+    if names != (list(NEXT_ITEM_INPUT_NAMES), list(NEXT_ITEM_OUTPUT_NAMES)):
+        raise JourneyError(f"recommender graph has inputs {names[0]} and outputs {names[1]}")
+    feeds = {name: np.ascontiguousarray(holdout[name], dtype=np.int64) for name in NEXT_ITEM_INPUT_NAMES}
+    with staged(path) as staging:
+        onnx.save_model(model, str(staging), save_as_external_data=False)
+        diffs = check_parity(staging, native, feeds, tolerance=tolerance, compare=ranking_diff(tolerance))
+        report = ExportReport(
+            path=path,
+            sha256="",
+            framework=framework,
+            exporter=EXPORTER_ONNX_HELPER,
             input_names=NEXT_ITEM_INPUT_NAMES,
             output_names=NEXT_ITEM_OUTPUT_NAMES,
             max_abs_diff=diffs,
@@ -123,7 +168,7 @@ def _with_vocabulary(model: onnx.ModelProto, vocabulary: np.ndarray) -> onnx.Mod
 TIE_GAP = 1e-6  # scores closer than this may come out in either order (float32 noise between runtimes: ~1e-7)
 
 
-def _ranking_diff(tolerance: float) -> CompareFn:
+def ranking_diff(tolerance: float) -> CompareFn:
     """Max abs diff of the scores; infinite when an id differs outside a tie (a neighbour's score within TIE_GAP:
     two runtimes may order near-equal items either way, and the last place may swap with the next, unseen one).
 

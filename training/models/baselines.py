@@ -4,9 +4,9 @@
                           standardised) and cart_heuristic (the purchase rate with and without a cart in the session)
     next action           last_action_repeat (the last event's type again) and markov_first_order
                           (P(next | last event type) from the training split)
-    next item             popularity (the training split's most frequent next items) and
-                          item_to_item_covisitation (what most often followed the session's last item, topped up
-                          with popular items)
+    next item             the baselines are kinds of their own, servable like the model (next_item/kinds.py:
+                          popularity, markov, covisitation, sknn); popular_items stays here as the plain-array
+                          definition tests check the learnt priors against
 
 Each is a plain function of arrays (or frames) so the tests check it by hand; the trainers turn the results into
 `Candidate`s beside their model's.
@@ -29,7 +29,6 @@ CART_HEURISTIC: Final = "cart_heuristic"
 LAST_ACTION_REPEAT: Final = "last_action_repeat"
 MARKOV_FIRST_ORDER: Final = "markov_first_order"
 POPULARITY: Final = "popularity"
-COVISITATION: Final = "item_to_item_covisitation"
 HEURISTIC_COLUMN: Final = "session_carts"
 Inputs = dict[str, np.ndarray]
 
@@ -114,44 +113,8 @@ def next_action_baselines(inputs: dict[str, Inputs], train_labels: np.ndarray, s
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def last_items(inputs: Inputs) -> np.ndarray:
-    """Each row's newest item id; -1 for an empty session."""
-    lengths = inputs["lengths"]
-    last = np.take_along_axis(inputs["item_ids"], np.maximum(lengths - 1, 0)[:, None], axis=1)[:, 0]
-    return np.where(lengths > 0, last, -1)
-
-
 def popular_items(labels: np.ndarray, k: int) -> np.ndarray:
     """The `k` most frequent training labels, ties by id (padded with -1 when fewer exist)."""
     ids, counts = np.unique(labels, return_counts=True)
     top = ids[np.lexsort((ids, -counts))][:k]
     return np.pad(top, (0, k - len(top)), constant_values=-1)
-
-
-def covisitation(train_last: np.ndarray, train_labels: np.ndarray, test_last: np.ndarray, k: int) -> np.ndarray:
-    """[n, k]: the items that most often came right after each row's last item in training, then popular ones."""
-    popular = popular_items(train_labels, k)
-    pairs = pd.DataFrame({"last": train_last, "next": train_labels})
-    counts = pairs[pairs["last"] >= 0].value_counts().reset_index(name="n")
-    counts = counts.sort_values(["last", "n", "next"], ascending=[True, False, True])
-    followers = counts.groupby("last", sort=False)["next"].apply(lambda s: s.to_numpy()[:k]).to_dict()
-    lasts, row_of = np.unique(np.asarray(test_last, dtype=np.int64), return_inverse=True)
-    lists = np.empty((len(lasts), k), dtype=np.int64)  # one list per distinct last item, not per test row
-    for i, last in enumerate(lasts.tolist()):
-        own = followers.get(last, np.empty(0, dtype=np.int64))
-        fill = popular[~np.isin(popular, own)][: k - len(own)]
-        lists[i] = np.concatenate([own, fill, np.full(k - len(own) - len(fill), -1)])
-    result: np.ndarray = lists[row_of.reshape(-1)]
-    return result
-
-
-def next_item_baselines(inputs: dict[str, Inputs], labels: dict[str, np.ndarray], k: int) -> list[Candidate]:
-    """Both next-item baselines' top-`k` lists for the test rows."""
-    popular = popular_items(labels["train"], k)
-    test_rows = len(labels["test"])
-    return [
-        Candidate(POPULARITY, np.tile(popular, (test_rows, 1))),
-        Candidate(
-            COVISITATION, covisitation(last_items(inputs["train"]), labels["train"], last_items(inputs["test"]), k)
-        ),
-    ]

@@ -1,9 +1,14 @@
-"""Next action / intent: a GRU over the session's last events plus the user's behaviour -> next event type or exit.
+"""Next action / intent: a GRU or a Transformer over the session's last events plus the user's behaviour -> next
+event type or exit.
 
 The model reads next_action_v1 through `journey.model_inputs.next_action_inputs` (the transform serving reuses):
 each step is an event-type, item-bucket and category-bucket embedding plus its time gap and repeat flags; a GRU
-runs over the right-padded steps and the state at the last real step is gathered (no packed sequences: they do
-not export to ONNX), then joined with an MLP over the dense user/session features. Imputation and scaling of the
+(`arch="gru"`, the default) or the shared causal transformer (`arch="transformer"`, training/attention.py: the
+steps projected to `hidden`, distance-from-the-end positions, causal self-attention) runs over the right-padded
+steps and the state at the last real step is gathered (no packed sequences: they do not export to ONNX), then
+joined with an MLP over the dense user/session features. Both export to the same graph contract (inputs
+NEXT_ACTION_INPUT_NAMES, output `probabilities`) and are judged against the same baselines; the run's model
+candidate is named after the encoder. Imputation and scaling of the
 dense features live inside the module (statistics of the training split as buffers), so the ONNX graph takes raw
 values with NaN for missing, and its output is `probabilities` [batch, len(NEXT_ACTION_LABELS)] (softmax in-graph).
 
@@ -25,23 +30,26 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as typed
 from torch import nn
 
 from journey.contracts import NEXT_ACTION_V1
 from journey.errors import InvalidInputError
 from journey.model_inputs import PAD, STEP_FEATURES, NextActionInputSpec, next_action_inputs
 from journey.onnx_contract import NEXT_ACTION_INPUT_NAMES, NEXT_ACTION_OUTPUT_NAME
+from training.attention import CausalTransformer, last_step
 from training.export import ExportReport, export_torch
 from training.labels import LABEL, NEXT_ACTION_LABELS, label_indices
 from training.models.baselines import next_action_baselines
-from training.runs import Candidate, TrainingRun
+from training.runs import Candidate, TrainingRun, session_groups, with_validation
 from training.splits import TimeSplit, time_split
 from training.torch_loop import History, LoopSettings, Progress, Tensors, batched, fit, torch_threads
 
@@ -52,12 +60,18 @@ _EVAL_BATCH = 8_192
 Inputs = dict[str, np.ndarray]
 
 
-@dataclass(frozen=True)
+Positive = Annotated[int, Field(ge=1)]
+
+
+@typed(frozen=True, config=ConfigDict(extra="forbid"))
 class NextActionConfig:
     """Hyper-parameters; the defaults fit ~140k training examples in under a minute on two cores (~6 s an epoch).
 
-    The seed is not here but an argument of `train_next_action`: one run, one seed, recorded in its params.
+    The seed is not here but an argument of `train_next_action`: one run, one seed, recorded in its params. A
+    config file (`configs/next_action.yaml`, `training/configs.py`) sets any of them; unknown keys are refused.
     """
+
+    arch: Literal["gru", "transformer"] = "gru"  # the sequence encoder (the candidate's name in the run)
 
     seq_len: int = 12  # of the LAST_N_EVENTS stored: the last 12 did as well as all 20 here, 40% faster
     item_buckets: int = 1 << 14
@@ -65,10 +79,15 @@ class NextActionConfig:
     type_dim: int = 8
     item_dim: int = 8
     category_dim: int = 8
-    hidden: int = 48
+    hidden: int = 48  # the GRU's state; the transformer's width (a multiple of `heads`)
+    heads: Positive = 2  # transformer only
+    layers: Annotated[int, Field(ge=1, le=8)] = 2  # transformer only
+    ffn_factor: Annotated[int, Field(ge=1, le=8)] = 2  # transformer only: feed-forward width = ffn_factor * hidden
     dense_hidden: int = 64
     dropout: float = 0.1
     epochs: int = 8
+    max_steps: Positive | None = None  # a budget in optimiser steps instead of `epochs` passes over the rows
+    eval_every: Positive | None = None  # steps between evaluations (None: one per epoch)
     batch_size: int = 1024
     lr: float = 5e-3  # the peak of the one-cycle schedule ("constant": throughout)
     lr_schedule: Literal["one_cycle", "constant"] = "one_cycle"
@@ -80,6 +99,14 @@ class NextActionConfig:
     max_threads: int = 1
     holdout_rows: int = 256  # test rows the ONNX parity check runs on
     min_split_rows: int = 20  # fewer rows in train, valid or test is an error
+
+    def __post_init__(self) -> None:
+        if self.arch == "transformer" and self.hidden % self.heads:
+            raise InvalidInputError(
+                f"heads ({self.heads}) must divide hidden ({self.hidden}), the transformer's width",
+                field="heads",
+                value=self.heads,
+            )
 
     def input_spec(self) -> NextActionInputSpec:
         return NextActionInputSpec(
@@ -118,7 +145,12 @@ class NextActionNet(nn.Module):
         self.items = nn.Embedding(spec.item_buckets + 1, config.item_dim, padding_idx=PAD)
         self.categories = nn.Embedding(spec.category_buckets + 1, config.category_dim, padding_idx=PAD)
         step_width = config.type_dim + config.item_dim + config.category_dim + len(STEP_FEATURES)
-        self.gru = nn.GRU(step_width, config.hidden, batch_first=True)
+        self.arch = config.arch
+        if config.arch == "gru":
+            self.gru = nn.GRU(step_width, config.hidden, batch_first=True)
+        else:
+            self.project = nn.Linear(step_width, config.hidden)
+            self.transformer = CausalTransformer.shaped(config.hidden, spec.seq_len, config)
         self.dense_mean: torch.Tensor
         self.dense_std: torch.Tensor
         self.register_buffer("dense_mean", torch.tensor(dense_mean, dtype=torch.float32))
@@ -144,11 +176,11 @@ class NextActionNet(nn.Module):
             [self.types(event_types), self.items(item_buckets), self.categories(category_buckets), step_features],
             dim=2,
         )
-        outputs, _ = self.gru(steps)
-        # right padding: the output at the last real step is final (later pads cannot reach back); an empty session
-        # (unknown to the online store) gets the zero vector
-        last = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, self.hidden)
-        session = outputs.gather(1, last).squeeze(1) * (lengths > 0).unsqueeze(1).to(outputs.dtype)
+        # right padding: the output at the last real step is final (later pads cannot reach back, and the causal
+        # mask keeps them out of the transformer's real steps); an empty session (unknown to the online store) gets
+        # the zero vector
+        outputs = self.gru(steps)[0] if self.arch == "gru" else self.transformer(self.project(steps), lengths)
+        session = last_step(outputs, lengths)
         # NaN = missing: imputed with the training mean (0 after scaling) and flagged, inside the graph
         missing = torch.isnan(dense)
         scaled = (squash(torch.where(missing, torch.zeros_like(dense), dense)) - self.dense_mean) / self.dense_std
@@ -226,6 +258,8 @@ def _fit(
         eval_batch=_EVAL_BATCH,
         weight_decay=config.weight_decay,
         lr_schedule=config.lr_schedule,
+        max_steps=config.max_steps,
+        eval_every=config.eval_every,
     )
     return fit(
         module,
@@ -258,14 +292,22 @@ def train_next_action(
     """
     config = config or NextActionConfig()
     spec = config.input_spec()
+    types = spec.type_vocab_size
     split, labels = _split(frame, config)
     started = time.perf_counter()
     parts = {"train": split.train, "valid": split.valid, "test": split.test}
     inputs = {name: next_action_inputs(part, spec) for name, part in parts.items()}
     seconds = {"inputs": time.perf_counter() - started}
     history, scores, report = _fit_and_export(inputs, labels, config, seed, onnx_path, progress, seconds)
-    baselines = next_action_baselines(inputs, labels["train"], spec.type_vocab_size)
-    candidates = (Candidate("gru", scores, is_model=True), *baselines)
+    # the test days for the report, the validation days for the promotion gate (baselines score their "test" rows)
+    on_valid = {"train": inputs["train"], "test": inputs["valid"]}
+    candidates = with_validation(
+        (Candidate(config.arch, scores["test"], is_model=True), *next_action_baselines(inputs, labels["train"], types)),
+        (
+            Candidate(config.arch, scores["valid"], is_model=True),
+            *next_action_baselines(on_valid, labels["train"], types),
+        ),
+    )
     extra = {"rows": split.summary.rows, "best_epoch": history.best_epoch, "seconds": seconds, "path": str(onnx_path)}
     log.info("next-action model trained", extra=extra)
     return TrainingRun(
@@ -281,6 +323,8 @@ def train_next_action(
         params=_params(config, spec, seed, history, labels["train"]),
         history={"train_loss": history.train_loss, "valid_loss": history.valid_loss},
         seconds=seconds,
+        valid_labels=labels["valid"],
+        valid_groups=session_groups(split.valid),
     )
 
 
@@ -292,8 +336,9 @@ def _fit_and_export(
     onnx_path: Path,
     progress: Progress | None,
     seconds: dict[str, float],
-) -> tuple[History, np.ndarray, ExportReport]:
-    """Seed, build, fit, score the test days and export, with torch's threads set for the run (adds the timings)."""
+) -> tuple[History, dict[str, np.ndarray], ExportReport]:
+    """Seed, build, fit, score the validation and test days and export, with torch's threads set for the run (adds
+    the timings)."""
     with torch_threads(config.max_threads):
         torch.manual_seed(seed)
         module = NextActionNet(config.input_spec(), config, *dense_statistics(inputs["train"]["dense"]))
@@ -302,7 +347,7 @@ def _fit_and_export(
             module, (inputs["train"], labels["train"]), (inputs["valid"], labels["valid"]), config, seed, progress
         )
         seconds["fit"] = time.perf_counter() - started
-        scores = predict_probabilities(module, inputs["test"])
+        scores = {part: predict_probabilities(module, inputs[part]) for part in ("valid", "test")}
         started = time.perf_counter()
         report = _export(module, inputs["test"], config, onnx_path)
         seconds["export"] = time.perf_counter() - started

@@ -40,7 +40,7 @@ from training.models.baselines import (
     cart_heuristic,
     logistic_regression,
 )
-from training.runs import Candidate, TrainingRun
+from training.runs import Candidate, TrainingRun, session_groups, with_validation
 from training.splits import TimeSplit, time_split
 
 log = logging.getLogger(__name__)
@@ -183,14 +183,21 @@ def train_propensity(
     export = export_xgboost(model, columns, x_test[:HOLDOUT_ROWS], onnx_path)
     seconds["export"] = time.perf_counter() - started
 
-    candidates = (
-        Candidate("xgboost", model.predict_proba(x_test)[:, 1].astype(np.float64), is_model=True),
-        Candidate(LOGISTIC_REGRESSION, lr.predict_proba(x_test)[:, 1].astype(np.float64)),
-        Candidate(CART_HEURISTIC, cart_heuristic(split.train, split.test)),
+    candidates = with_validation(  # the test days for the report, the validation days for the promotion gate
+        _scored(model, lr, split.train, split.test, x_test), _scored(model, lr, split.train, split.valid, x_valid)
     )
     say("done", 1.0)
     params = {**asdict(config), "seed": seed, "trees": int(model.n_estimators), "features": len(columns)}
-    return _run(export, columns, y["test"], candidates, split, params, history, seconds)
+    return _run(export, columns, y, candidates, split, params, history, seconds)
+
+
+def _scored(model: Any, lr: Any, train: pd.DataFrame, part: pd.DataFrame, x: np.ndarray) -> tuple[Candidate, ...]:
+    """The model and both baselines scored on one split's rows (`part`, feature matrix `x`)."""
+    return (
+        Candidate("xgboost", model.predict_proba(x)[:, 1].astype(np.float64), is_model=True),
+        Candidate(LOGISTIC_REGRESSION, lr.predict_proba(x)[:, 1].astype(np.float64)),
+        Candidate(CART_HEURISTIC, cart_heuristic(train, part)),
+    )
 
 
 def _check_frame(frame: pd.DataFrame) -> None:
@@ -210,7 +217,7 @@ def _check_frame(frame: pd.DataFrame) -> None:
 def _run(
     export: ExportReport,
     columns: list[str],
-    test_labels: np.ndarray,
+    labels: dict[str, np.ndarray],
     candidates: tuple[Candidate, ...],
     split: TimeSplit,
     params: dict[str, Any],
@@ -224,10 +231,12 @@ def _run(
         export=export,
         feature_order=tuple(columns),
         classes=("0", "1"),
-        labels=test_labels,
+        labels=labels["test"],
         candidates=candidates,
         split=split.summary,
         params=params,
         history=history,
         seconds={k: round(v, 3) for k, v in seconds.items()},
+        valid_labels=labels["valid"],
+        valid_groups=session_groups(split.valid),
     )

@@ -38,3 +38,16 @@ def test_a_malformed_horizon_is_refused_with_the_value(text: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         parse_horizon(text)
     assert caught.value.value == text
+
+
+def test_a_next_item_kind_is_checked_before_any_work_and_only_for_next_item() -> None:
+    from training.pipeline import _trainer_options
+
+    assert _trainer_options("next-item", "sknn") == {"kind": "sknn"}
+    assert _trainer_options("next-item", None) == {}
+    with pytest.raises(InvalidInputError) as caught:
+        _trainer_options("next-item", "item2vec")
+    assert caught.value.field == "kind"
+    with pytest.raises(InvalidInputError) as caught:
+        _trainer_options("propensity", "sknn")
+    assert caught.value.field == "kind"

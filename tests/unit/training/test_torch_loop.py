@@ -122,3 +122,124 @@ def test_torch_threads_sets_the_count_for_the_run_and_puts_it_back() -> None:
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Budgets in optimiser steps, evaluations, selection on a validation score
+# --------------------------------------------------------------------------------------------------------------
+
+STEPS = LoopSettings(**{**LOOP.__dict__, "max_steps": 20, "eval_every": 3, "patience": 100})
+
+
+def test_a_step_budget_evaluates_every_eval_every_steps_and_stops_at_max_steps() -> None:
+    _, history = _fit(seed=3, loop=STEPS)  # 64 rows at batch 8: 8 steps a pass
+    assert history.steps == [3, 6, 9, 12, 15, 18, 20]  # the last evaluation after the budget's last step
+    assert history.epochs_run == 7 and len(history.train_loss) == 7
+    assert history.best_step == history.steps[history.best_epoch - 1]
+
+
+def test_an_epoch_budget_is_the_step_budget_of_its_passes_bit_for_bit() -> None:
+    by_epochs, epochs = _fit(seed=3, loop=LoopSettings(**{**LOOP.__dict__, "patience": 100}))
+    by_steps, steps = _fit(seed=3, loop=LoopSettings(**{**LOOP.__dict__, "patience": 100, "max_steps": 48}))
+    assert epochs.steps == steps.steps == [8, 16, 24, 32, 40, 48]
+    assert epochs == steps
+    assert torch.equal(by_epochs.weight, by_steps.weight)
+
+
+def test_evaluations_come_at_least_once_a_pass_whatever_eval_every_says() -> None:
+    assert LoopSettings(**{**STEPS.__dict__, "eval_every": 500}).plan(rows=64) == (20, 8)
+    assert LoopSettings(**{**LOOP.__dict__, "eval_every": 5}).plan(rows=64) == (48, 5)
+    assert LOOP.plan(rows=1) == (6, 1)
+
+
+def test_patience_counts_evaluations_and_a_validation_score_selects_the_weights() -> None:
+    scripted = iter([0.1, 0.5, 0.4, 0.3, 0.9])  # higher is better: best at evaluation 2, then two worse: stop
+    states: list[dict[str, torch.Tensor]] = []
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+
+    def score() -> float:
+        assert not model.training and not torch.is_grad_enabled()
+        states.append(copy.deepcopy(model.state_dict()))
+        return next(scripted)
+
+    history = fit(
+        model,
+        _data(1),
+        _data(2),
+        LoopSettings(**{**STEPS.__dict__, "patience": 2}),
+        seed=3,
+        batch_loss=lambda x, y: nn.functional.mse_loss(model(x[0]).squeeze(1), y),
+        eval_loss=lambda x, y: (nn.functional.mse_loss(model(x[0]).squeeze(1), y, reduction="sum"), float(len(y))),
+        valid_score=score,
+    )
+
+    assert history.valid_score == [0.1, 0.5, 0.4, 0.3] and history.best_epoch == 2 and history.best_step == 6
+    assert len(history.valid_loss) == 4  # the loss is still recorded (the report's curve)
+    assert all(torch.equal(value, states[1][name]) for name, value in model.state_dict().items())
+    assert history.curves() == {
+        "train_loss": history.train_loss,
+        "valid_loss": history.valid_loss,
+        "valid_score": [0.1, 0.5, 0.4, 0.3],
+    }
+
+
+def test_a_step_budget_reports_steps() -> None:
+    messages: list[tuple[str, float]] = []
+    _fit(seed=3, loop=STEPS, progress=lambda message, fraction: messages.append((message, fraction)))
+    assert messages[0][0].startswith("step 3/20: train loss ") and messages[0][1] == 3 / 20
+    assert messages[-1][1] == 1.0
+
+
+@pytest.mark.parametrize("name", ["epochs", "batch_size", "patience", "max_steps", "eval_every"])
+def test_a_budget_below_one_is_refused_naming_it(name: str) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        LoopSettings(**{**STEPS.__dict__, name: 0})
+    assert raised.value.field == name
+
+
+def test_a_plateau_first_decays_the_learning_rate_from_the_best_weights_then_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rates: list[float] = []
+
+    class Recording(torch.optim.Adam):
+        def step(self, closure: Any = None) -> Any:
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    scripted = iter([0.1, 0.5, 0.4, 0.3, 0.6, 0.2, 0.2, 0.9])  # plateau at 4 (decay), best at 5, plateau at 7: stop
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    states: list[dict[str, torch.Tensor]] = []
+
+    def batch_loss(x: Tensors, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(model(x[0]).squeeze(1), y)
+
+    def score() -> float:
+        states.append(copy.deepcopy(model.state_dict()))
+        return next(scripted)
+
+    loop = LoopSettings(**{**STEPS.__dict__, "patience": 2, "lr_decays": 1, "lr_decay": 0.5})
+    history = fit(
+        model,
+        _data(1),
+        _data(2),
+        loop,
+        seed=3,
+        batch_loss=batch_loss,
+        eval_loss=lambda x, y: (batch_loss(x, y) * len(y), float(len(y))),
+        valid_score=score,
+    )
+
+    assert history.valid_score == [0.1, 0.5, 0.4, 0.3, 0.6, 0.2, 0.2] and history.best_epoch == 5
+    # 3 steps an evaluation: 4 evaluations at lr, then 3 + 3 + the budget's last 2 steps at half of it
+    assert rates == [LOOP.lr] * 12 + [LOOP.lr * 0.5] * 8
+    assert all(torch.equal(value, states[4][name]) for name, value in model.state_dict().items())
+
+
+def test_a_schedule_and_plateau_decays_together_are_refused() -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        LoopSettings(**{**LOOP.__dict__, "lr_schedule": "one_cycle", "lr_decays": 1})
+    assert raised.value.field == "lr_decays"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,18 +29,27 @@ class SessionData:
     """Training and validation examples of one split: inputs as serving builds them, the next item's id as label.
 
     Test rows are not here: a kind is fitted (and tunes, stops early, selects) on train and valid only.
+
+    `train_sessions` says which training rows come from one shopping session (any hashable id per row, rows in
+    time order as the split gives them): a session-based kind (session-kNN) fits on whole sessions, not on the
+    overlapping prefixes one session makes. None: every row counts as a session of its own.
     """
 
     train: Inputs
     train_labels: np.ndarray  # int64 [n_train], raw item ids
     valid: Inputs
     valid_labels: np.ndarray  # int64 [n_valid]
+    train_sessions: np.ndarray | None = None  # [n_train], the session id of each training row
 
 
 class Recommender(Protocol):
     """A fitted next-item model of any kind (see the module docstring)."""
 
-    kind: str  # "popularity", "markov", "covisitation", "sknn", "gru4rec", "sasrec", ...
+    @property
+    def kind(self) -> str:
+        """The kind's name: "popularity", "markov", "covisitation", "sknn", "gru4rec", "sasrec", ... (read-only: a
+        frozen kind keeps it as a field, another as a plain attribute)."""
+        ...
 
     def recommend(self, inputs: Inputs, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Item ids int64 [n, k] (-1 where fewer than k items can be named) and scores float32 [n, k], best first:
@@ -53,7 +62,17 @@ class Recommender(Protocol):
         ...
 
     def params(self) -> dict[str, Any]:
-        """What the registry keeps to describe (and refit) this version; `kind` included."""
+        """What the registry keeps to describe (and refit) this version; `kind` and `vocabulary_size` (the items it
+        can name: a graph answers at most that many per row) included."""
+        ...
+
+
+@runtime_checkable
+class LearningCurves(Protocol):
+    """What a kind fitted by epochs (the neural ones) adds: its losses per evaluation, for the run's report."""
+
+    def curves(self) -> dict[str, list[float]]:
+        """{"train_loss": [...], "valid_loss": [...], ...}: TrainingRun.history."""
         ...
 
 

@@ -40,7 +40,7 @@ def _tiny_metadata(**overrides: str | None) -> dict[str, str]:
         onnx_contract.META_INPUT_NAMES: json.dumps(TINY_INPUTS),
         onnx_contract.META_OUTPUT_NAMES: json.dumps(TINY_OUTPUTS),
         onnx_contract.META_FEATURE_ORDER: json.dumps(TINY_FEATURES),
-        onnx_contract.META_FRAMEWORK: "onnx",
+        onnx_contract.META_FRAMEWORK: "pytorch",  # a network: CUDA-eligible ("onnx" index graphs stay on the CPU)
         onnx_contract.META_EXPORTER: "onnx.helper",
         onnx_contract.META_PARITY: "0.0",
         **overrides,
@@ -289,7 +289,7 @@ def test_describe_reports_provider_names_shapes_and_parity(tiny: ModelRuntime, t
     assert info["input_names"] == TINY_INPUTS and info["output_names"] == TINY_OUTPUTS
     assert info["inputs"][0] == {"name": "features", "type": "tensor(float)", "shape": ["batch", 4]}
     assert info["inputs"][1]["shape"] == ["batch", "steps"]
-    assert info["framework"] == "onnx" and info["exporter"] == "onnx.helper"
+    assert info["framework"] == "pytorch" and info["exporter"] == "onnx.helper"
     assert info["parity_max_abs_diff"] == 0.0 and info["n_features"] == 4
     assert info["intra_op_threads"] == 1
 

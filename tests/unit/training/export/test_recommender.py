@@ -21,7 +21,7 @@ from journey.onnx_contract import EXPORTER_TORCH_DYNAMO
 from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES as RECOMMENDER_INPUT_NAMES
 from journey.onnx_contract import NEXT_ITEM_OUTPUT_NAMES as RECOMMENDER_OUTPUT_NAMES
 from training.export import ExportReport, check_parity, export_recommender, read_metadata
-from training.export.recommender import _ranking_diff
+from training.export.recommender import ranking_diff
 
 N_EVENT_TYPES = 6
 SEQ_LEN = 10
@@ -145,13 +145,13 @@ def test_check_parity_refuses_a_recommender_whose_ids_disagree(
     report, module = recommender
     holdout = _recommender_inputs(np.random.default_rng(11), 20)
     agreeing = check_parity(
-        report.path, _recommender_native(module), holdout, tolerance=1e-4, compare=_ranking_diff(1e-4)
+        report.path, _recommender_native(module), holdout, tolerance=1e-4, compare=ranking_diff(1e-4)
     )
     assert max(agreeing.values()) <= 1e-4
 
     with pytest.raises(InvalidInputError, match="ONNX export refused") as excinfo:
         check_parity(
-            report.path, _recommender_native(module, shift=1), holdout, tolerance=1e-4, compare=_ranking_diff(1e-4)
+            report.path, _recommender_native(module, shift=1), holdout, tolerance=1e-4, compare=ranking_diff(1e-4)
         )
     assert excinfo.value.field == "parity"
     assert excinfo.value.value == float("inf")  # the scores agree: the ids outside a tie do not
@@ -175,32 +175,32 @@ WANT_SCORES = np.array([[0.5, 0.3, 0.1, 0.05], [0.4, 0.2, 0.2 - 5e-7, 0.1]], dty
 NO_TIE_SCORES = np.array([[0.5, 0.3, 0.1, 0.05], [0.4, 0.2, 0.2 - 5e-5, 0.1]], dtype=np.float32)
 
 
-def test_ranking_diff_is_infinite_when_ids_differ_outside_a_tie() -> None:
+def testranking_diff_is_infinite_when_ids_differ_outside_a_tie() -> None:
     swapped = WANT_IDS.copy()
     swapped[0, [1, 2]] = swapped[0, [2, 1]]  # 0.3 and 0.1 are no tie
-    assert _ranking_diff(1e-4)([swapped, WANT_SCORES], [WANT_IDS, WANT_SCORES]) == float("inf")
+    assert ranking_diff(1e-4)([swapped, WANT_SCORES], [WANT_IDS, WANT_SCORES]) == float("inf")
     other = WANT_IDS.copy()
     other[1, 0] = 99
-    assert _ranking_diff(1e-4)([other, WANT_SCORES], [WANT_IDS, WANT_SCORES]) == float("inf")
+    assert ranking_diff(1e-4)([other, WANT_SCORES], [WANT_IDS, WANT_SCORES]) == float("inf")
 
 
-def test_ranking_diff_is_the_score_difference_when_ids_differ_only_inside_a_tie() -> None:
+def testranking_diff_is_the_score_difference_when_ids_differ_only_inside_a_tie() -> None:
     swapped = WANT_IDS.copy()
     swapped[1, [1, 2]] = swapped[1, [2, 1]]  # 0.2 and 0.2 - 5e-7: within TIE_GAP
     swapped[0, 3] = 77  # the last place may go to the (k+1)-th item, whose score nobody saw
     scores = WANT_SCORES + np.float32(2e-6)
-    diff = _ranking_diff(1e-4)([swapped, scores], [WANT_IDS, WANT_SCORES])
+    diff = ranking_diff(1e-4)([swapped, scores], [WANT_IDS, WANT_SCORES])
     assert diff == pytest.approx(2e-6, abs=1e-7)  # float32 rounding of the shifted scores
 
 
-def test_ranking_diff_ties_only_scores_closer_than_the_tie_gap_not_the_score_tolerance() -> None:
+def testranking_diff_ties_only_scores_closer_than_the_tie_gap_not_the_score_tolerance() -> None:
     swapped = WANT_IDS.copy()
     swapped[1, [1, 2]] = swapped[1, [2, 1]]  # 0.2 and 0.2 - 5e-5: within the 1e-4 tolerance, yet no tie
-    assert _ranking_diff(1e-4)([swapped, NO_TIE_SCORES], [WANT_IDS, NO_TIE_SCORES]) == float("inf")
+    assert ranking_diff(1e-4)([swapped, NO_TIE_SCORES], [WANT_IDS, NO_TIE_SCORES]) == float("inf")
 
 
-def test_ranking_diff_is_infinite_for_other_shapes_or_outputs() -> None:
-    compare = _ranking_diff(1e-4)
+def testranking_diff_is_infinite_for_other_shapes_or_outputs() -> None:
+    compare = ranking_diff(1e-4)
     assert compare([WANT_IDS[:, :3], WANT_SCORES[:, :3]], [WANT_IDS, WANT_SCORES]) == float("inf")
     assert compare([WANT_IDS], [WANT_IDS, WANT_SCORES]) == float("inf")
     assert compare([WANT_IDS, WANT_SCORES], [WANT_IDS, WANT_SCORES]) == 0.0

@@ -7,10 +7,8 @@ import pandas as pd
 
 from training.models.baselines import (
     cart_heuristic,
-    covisitation,
     last_action_repeat,
     last_event_codes,
-    last_items,
     markov_transitions,
     popular_items,
 )
@@ -81,27 +79,3 @@ def test_popular_items_are_the_most_frequent_labels_ties_by_id_padded_with_minus
     labels = np.array([9, 3, 9, 4, 3, 9, 1])
     assert popular_items(labels, 3).tolist() == [9, 3, 1]  # 9 x3, 3 x2, then 1 and 4 tie: 1 first
     assert popular_items(labels, 6).tolist() == [9, 3, 1, 4, -1, -1]
-
-
-def test_last_items_reads_the_newest_real_step_or_minus_one() -> None:
-    assert last_items(_item_inputs([[1, 2, 3], [4], []])).tolist() == [3, 4, -1]
-
-
-def test_covisitation_ranks_the_items_that_followed_the_last_item_then_popular_ones() -> None:
-    # training pairs (last item -> next item): 1 -> 5 twice, 1 -> 6 once, 2 -> 7 and 2 -> 5 once each, an empty
-    # session (-1) -> 6, and 3 -> 8; popular next items: 5 (x3), 6 (x2), 7, 8
-    train_last = np.array([1, 1, 1, 2, 2, -1, 3])
-    train_next = np.array([5, 6, 5, 7, 5, 6, 8])
-
-    out = covisitation(train_last, train_next, np.array([1, 2, 3, 9, -1]), k=3)
-
-    assert out.dtype == np.int64
-    assert out.tolist() == [
-        [5, 6, 7],  # followers of 1 by count, topped up with the most popular not already there
-        [5, 7, 6],  # 5 and 7 tie once each: by id
-        [8, 5, 6],
-        [5, 6, 7],  # an item never seen as a last item: popular ones
-        [5, 6, 7],  # an empty session: popular ones (its training pair is no co-visit)
-    ]
-    short = covisitation(train_last, train_next, np.array([1]), k=6)
-    assert short.tolist() == [[5, 6, 7, 8, -1, -1]]  # fewer items than k: the rest is empty

@@ -161,6 +161,46 @@ def test_the_same_seed_gives_the_same_onnx_model(run: TrainingRun, frame: pd.Dat
     assert not np.array_equal(other.model.scores, run.model.scores)
 
 
+@pytest.fixture(scope="module")
+def transformer(frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
+    """The transformer encoder, on a step budget: 40 steps, evaluated every 10."""
+    config = replace(TINY, arch="transformer", heads=2, layers=1, max_steps=40, eval_every=10)
+    return train_next_action(frame, tmp_path_factory.mktemp("transformer") / "model.onnx", config=config, seed=SEED)
+
+
+@pytest.mark.slow  # one more training run + export: ~20 s once
+def test_the_transformer_is_exported_with_parity_and_answers_as_serving_builds_its_inputs(
+    transformer: TrainingRun, frame: pd.DataFrame
+) -> None:
+    report = transformer.export
+    assert report.exporter == EXPORTER_TORCH_DYNAMO and report.parity_max_abs_diff <= 1e-4
+    assert {1, 7, 1024, TINY.holdout_rows} <= set(report.max_abs_diff)
+    assert [(c.name, c.is_model) for c in transformer.candidates] == [
+        ("transformer", True),
+        (LAST_ACTION_REPEAT, False),
+        (MARKOV_FIRST_ORDER, False),
+    ]
+    spec = NextActionInputSpec.from_dict(transformer.params["input_spec"])
+    test = time_split(frame, min_rows=TINY.min_split_rows).test
+    online = {name: [None if _missing(v) else _plain(v) for v in test[name]] for name in spec.source_features}
+    (probabilities,) = _session(report.path).run(None, next_action_inputs(online, spec))
+    np.testing.assert_allclose(probabilities, transformer.model.scores, atol=1e-5)
+    (unknown,) = _session(report.path).run(None, next_action_inputs({k: [None] for k in spec.source_features}, spec))
+    assert np.isfinite(unknown).all() and unknown.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_step_budget_evaluates_every_eval_every_steps(transformer: TrainingRun) -> None:
+    assert transformer.params["config"]["arch"] == "transformer" and transformer.params["config"]["max_steps"] == 40
+    assert transformer.params["epochs_run"] == len(transformer.history["valid_loss"]) <= 4  # evaluations
+
+
+def test_a_transformer_width_its_heads_do_not_divide_is_refused(frame: pd.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        train_next_action(frame, tmp_path / "m.onnx", config=replace(TINY, arch="transformer", hidden=15, heads=2))
+    assert raised.value.field == "heads"
+
+
 def test_a_single_class_in_the_training_days_is_refused(frame: pd.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="nothing to learn") as raised:
         train_next_action(frame.assign(label="view"), tmp_path / "m.onnx", config=TINY)

@@ -1,10 +1,11 @@
-"""The next-item trainer: an ONNX graph that takes and answers in the shop's item ids, parity with the native model,
-refusals, the vocabulary and the two baselines.
+"""The next-item trainer with the GRU4Rec kind: an ONNX graph that takes and answers in the shop's item ids, parity
+with the native model, refusals, the vocabulary and the baselines beside it (the index kinds themselves are tested in
+test_next_item_kinds.py).
 
 The training frame is built as in test_next_action.py, without Feast (the Feast path is tested in test_datasets.py):
 labelled entities from a small synthetic shop and the session state at each decision time from `session_rows`. Two
 module fixtures share the expensive parts: one `train_next_item` run with a tiny network (a few seconds), and an
-untrained but seeded `NextItemNet` exported with `export_recommender`, so the ONNX file can be compared with the
+untrained but seeded GRU4Rec network exported as the kind exports it, so the ONNX file can be compared with the
 native `recommend` on the very same weights.
 """
 
@@ -26,27 +27,22 @@ from journey.onnx_contract import EXPORTER_TORCH_DYNAMO, NEXT_ITEM_INPUT_NAMES, 
 from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES as RECOMMENDER_INPUT_NAMES
 from journey.onnx_contract import NEXT_ITEM_OUTPUT_NAMES as RECOMMENDER_OUTPUT_NAMES
 from tests.factories.session_frames import session_training_frame
-from training.export import export_recommender, read_metadata
+from training.export import read_metadata
 from training.labels import label_ids, next_item_entities
-from training.models.baselines import COVISITATION, POPULARITY, popular_items
-from training.models.next_item import (
-    NextItemConfig,
-    NextItemNet,
-    TopItems,
-    Vocabulary,
-    recommend,
-    step_loss,
-    train_next_item,
-)
+from training.models.baselines import popular_items
+from training.models.next_item import BASELINES, NeuralRecommender, NextItemConfig, Vocabulary, train_next_item
+from training.models.next_item.gru import build_gru4rec
 from training.runs import TrainingRun
 from training.splits import time_split
+from training.torch_loop import History
 
 TINY = NextItemConfig(
     embedding_dim=8,
     type_dim=4,
     hidden=16,
-    epochs=3,
-    lr=0.03,  # high for a real run: three short epochs are enough for the bias to learn the popular items
+    max_steps=40,  # a few passes over the shop's ~2,400 training rows
+    eval_every=10,
+    lr=0.03,  # high for a real run: a few short passes are enough for the bias to learn the popular items
     top_k=10,
     batch_size=256,
     holdout_rows=64,
@@ -77,7 +73,7 @@ def run(frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Traini
 class Native:
     """A seeded network, its vocabulary and its exported graph: the same weights on both sides."""
 
-    net: NextItemNet
+    model: NeuralRecommender
     vocabulary: Vocabulary
     path: Path
     test: dict[str, np.ndarray]  # next_item_inputs of the frame's test days
@@ -88,17 +84,11 @@ def native(frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Nat
     split = time_split(frame, min_rows=TINY.min_split_rows)
     vocabulary = Vocabulary.build(next_item_inputs(split.train, SPEC), label_ids(split.train), TINY.max_items)
     torch.manual_seed(SEED)
-    net = NextItemNet(len(vocabulary), SPEC, TINY).eval()
+    model = NeuralRecommender("gru4rec", build_gru4rec(TINY, len(vocabulary)).eval(), vocabulary, TINY, SEED, History())
     test = next_item_inputs(split.test, SPEC)
     path = tmp_path_factory.mktemp("native") / "recommender.onnx"
-    export_recommender(
-        TopItems(net, TINY.top_k),
-        vocabulary.ids,
-        {name: values[: TINY.holdout_rows] for name, values in test.items()},
-        path,
-        native=lambda feeds: list(recommend(net, vocabulary, feeds, TINY.top_k)),
-    )
-    return Native(net, vocabulary, path, test)
+    model.export(path, {name: values[: TINY.holdout_rows] for name, values in test.items()}, TINY.top_k)
+    return Native(model, vocabulary, path, test)
 
 
 def _session(path: Path) -> Any:
@@ -146,10 +136,14 @@ def test_the_onnx_file_answers_in_the_training_vocabularys_item_ids(run: Trainin
     vocabulary = set(train["item_ids"][valid].tolist()) | set(label_ids(split.train).tolist())
     assert run.params["vocabulary_size"] == len(vocabulary)
 
-    ids, _ = _session(run.export.path).run(None, next_item_inputs(_online(split.test), SPEC))
+    test = next_item_inputs(_online(split.test), SPEC)
+    ids, _ = _session(run.export.path).run(None, test)
 
     assert ids.dtype == np.int64 and ids.shape == (len(split.test), TINY.top_k)
-    assert set(np.unique(ids).tolist()) <= vocabulary
+    # the vocabulary's items, or (the repeat head) the session's own, known to the vocabulary or not
+    steps = np.arange(SPEC.seq_len)[None, :] < test["lengths"][:, None]
+    for row, named in enumerate(ids.tolist()):
+        assert set(named) <= vocabulary | set(test["item_ids"][row][steps[row]].tolist())
     assert 0 not in ids  # index 0 (padding / unknown) is masked, never recommended
     assert all(len(set(row)) == TINY.top_k for row in ids.tolist())  # no item twice in one list
 
@@ -224,17 +218,19 @@ def test_the_run_carries_the_model_then_the_baselines_as_ranked_item_lists(
     assert run.feature_order == ("session_last_item_ids", "session_last_event_types")
     assert [(c.name, c.is_model) for c in run.candidates] == [
         ("gru4rec", True),
-        (POPULARITY, False),
-        (COVISITATION, False),
+        *((name, False) for name in BASELINES),  # every baseline kind: popularity, markov, covisitation, sknn
     ]
+    assert BASELINES == ("popularity", "markov", "covisitation", "sknn")
+    assert run.params["kind"] == "gru4rec" and set(run.params["baselines"]) == set(BASELINES)
     np.testing.assert_array_equal(run.labels, label_ids(split.test))
     for candidate in run.candidates:
         assert candidate.scores.shape == (len(split.test), TINY.eval_k)
         assert candidate.scores.dtype == np.int64
     assert run.params["input_spec"]["top_k"] == TINY.top_k
-    assert len(run.history["train_loss"]) == len(run.history["valid_loss"]) == run.params["epochs_run"] >= 1
+    assert len(run.history["train_loss"]) == len(run.history["valid_loss"]) == run.params["evaluations"] >= 1
+    assert 0 < run.params["best_step"] <= run.params["steps_run"] <= TINY.max_steps
     assert np.isfinite(run.history["train_loss"]).all() and np.isfinite(run.history["valid_loss"]).all()
-    assert set(run.seconds) == {"inputs", "fit", "export"}
+    assert set(run.seconds) == {"inputs", "fit", "export", "baselines"}
 
 
 @pytest.mark.slow  # two more training runs
@@ -244,7 +240,7 @@ def test_the_same_seed_gives_the_same_onnx_model(run: TrainingRun, frame: pd.Dat
     np.testing.assert_array_equal(again.model.scores, run.model.scores)
     assert again.history == run.history
 
-    other = train_next_item(frame, tmp_path / "other.onnx", config=replace(TINY, epochs=1), seed=SEED + 1)
+    other = train_next_item(frame, tmp_path / "other.onnx", config=replace(TINY, max_steps=10), seed=SEED + 1)
     assert other.export.sha256 != run.export.sha256
 
 
@@ -259,7 +255,7 @@ def test_onnx_equals_the_native_recommend_at_every_batch_size(native: Native, ba
     inputs = _rows(native.test, batch)
 
     ids, scores = _session(native.path).run(None, inputs)
-    want_ids, want_scores = recommend(native.net, native.vocabulary, inputs, TINY.top_k)
+    want_ids, want_scores = native.model.recommend(inputs, TINY.top_k)
 
     assert ids.shape == scores.shape == (batch, TINY.top_k)
     np.testing.assert_allclose(scores, want_scores, atol=1e-6)
@@ -267,7 +263,7 @@ def test_onnx_equals_the_native_recommend_at_every_batch_size(native: Native, ba
 
 
 @pytest.mark.slow
-def test_an_unknown_item_id_is_read_as_index_0_as_the_native_mapping_reads_it(native: Native) -> None:
+def test_an_unknown_item_id_is_read_as_index_0_and_named_by_its_own_id(native: Native) -> None:
     known = int(native.vocabulary.ids[0])
     strangers = [int(native.vocabulary.ids.max()) + 1, -7]  # in no vocabulary
     columns = {
@@ -280,13 +276,17 @@ def test_an_unknown_item_id_is_read_as_index_0_as_the_native_mapping_reads_it(na
 
     ids, scores = _session(native.path).run(None, inputs)
 
-    np.testing.assert_array_equal(ids[0], ids[1])  # two unknown ids: the same input
+    # the network reads both strangers as index 0: the same answer, but each row names its own stranger (the
+    # repeat head recommends the session's items whether the vocabulary knows them or not)
+    np.testing.assert_allclose(scores[0], scores[1], atol=1e-6)
+    np.testing.assert_array_equal(
+        np.where(ids[0] == strangers[0], 0, ids[0]), np.where(ids[1] == strangers[1], 0, ids[1])
+    )
+    assert strangers[1] not in ids[0] and strangers[0] not in ids[1]
     assert not np.array_equal(scores[0], scores[2])  # while a known item there is read as itself
-    with torch.no_grad():
-        probabilities = native.net(*(torch.from_numpy(a) for a in (index, inputs["event_types"], inputs["lengths"])))
-    top, where = torch.topk(probabilities, TINY.top_k, dim=1)
-    np.testing.assert_allclose(scores, top.numpy(), atol=1e-6)
-    _assert_same_ranking(ids, top.numpy(), native.vocabulary.table()[where.numpy()])
+    want_ids, want_scores = native.model.recommend(inputs, TINY.top_k)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+    _assert_same_ranking(ids, want_scores, want_ids)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def test_too_few_rows_are_refused(frame: pd.DataFrame, tmp_path: Path) -> None:
 def test_next_items_outside_the_vocabulary_leave_the_training_curve_finite(frame: pd.DataFrame, tmp_path: Path) -> None:
     # two items in the vocabulary and batches of 16: most batches hold no known next item at all, whose mean loss
     # over zero rows was NaN
-    config = replace(TINY, max_items=2, batch_size=16, epochs=1, top_k=2)
+    config = replace(TINY, max_items=2, batch_size=16, max_steps=20, top_k=2)
     small = train_next_item(frame, tmp_path / "m.onnx", config=config, seed=SEED)
     assert small.params["vocabulary_size"] == 2
     assert np.isfinite(small.history["train_loss"]).all() and np.isfinite(small.history["valid_loss"]).all()
@@ -342,7 +342,7 @@ def test_next_items_outside_the_vocabulary_leave_the_training_curve_finite(frame
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Vocabulary and the sampled loss (no training); the baselines are tested in test_baselines.py
+# Vocabulary (no training); the sampled loss in test_neural_next_item.py, the baselines in test_next_item_kinds.py
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -374,24 +374,3 @@ def test_vocabulary_keeps_only_the_max_items_most_frequent() -> None:
     with pytest.raises(InvalidInputError) as raised:
         Vocabulary.build(_inputs([[5]]), np.array([5]), max_items=0)
     assert raised.value.field == "max_items"
-
-
-def test_a_sampled_step_over_the_whole_vocabulary_has_the_full_softmax_loss() -> None:
-    torch.manual_seed(0)
-    net = NextItemNet(30, NextItemInputSpec(seq_len=4), NextItemConfig(embedding_dim=8, hidden=8, dropout=0.0))
-    x = [torch.randint(0, 31, (16, 4)), torch.ones((16, 4), dtype=torch.int64), torch.full((16,), 4)]
-    y = torch.randint(1, 31, (16,))
-    full = step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
-    # enough draws to cover every index 1..30 (the masked index 0 adds ~nothing to the full softmax)
-    sampled = step_loss(net, x, y, 5_000, torch.Generator().manual_seed(1)).item()
-    assert sampled == pytest.approx(full, rel=1e-5)
-
-
-def test_a_sampled_step_scores_the_batchs_own_next_items_among_fewer_candidates() -> None:
-    torch.manual_seed(0)
-    net = NextItemNet(500, NextItemInputSpec(seq_len=4), NextItemConfig(embedding_dim=8, hidden=8, dropout=0.0))
-    x = [torch.randint(0, 501, (16, 4)), torch.ones((16, 4), dtype=torch.int64), torch.full((16,), 4)]
-    y = torch.randint(1, 501, (16,))
-    full = step_loss(net, x, y, 0, torch.Generator().manual_seed(1)).item()
-    sampled = step_loss(net, x, y, 20, torch.Generator().manual_seed(1)).item()
-    assert 0 < sampled < full  # fewer competitors: a smaller normaliser
