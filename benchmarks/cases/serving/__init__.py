@@ -7,6 +7,9 @@ Measured side by side in one run (the serving issue's acceptance; goals in brack
   [p50 <= 2.5 ms, p99 <= 5 ms, median <= 1.5x the floor];
 - (c) `/predict_purchase`, 100 candidates, concurrency 1, batching off and on [p99 <= 15 ms];
 - (d) `/predict_purchase`, 1 candidate, 64 concurrent clients, batching on vs off [throughput >= 3x, p99 <= 2x];
+- `/recommend`, k=10, concurrency 1, one row per next-item kind (gru4rec, sasrec, popularity, markov, covisitation,
+  sknn: each a registered version, routed evenly, users drawn among those the route sends to it) [p99 <= 2x the
+  floor's p99];
 - (e) cold start: `bentoml serve` launched -> `GET /readyz` 200 with Feast and every model loaded [<= 5 s], next
   to the no-op service's cold start and the import times that make it up.
 

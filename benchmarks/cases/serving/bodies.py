@@ -81,14 +81,29 @@ def purchase_bodies(shop: Shop, candidates: int) -> Draw:
     return draw
 
 
-def recommend_bodies(shop: Shop) -> Draw:
-    """`/recommend`: a random user's last session, ten items asked for."""
+def recommend_bodies(shop: Shop, users: list[int] | None = None) -> Draw:
+    """`/recommend`: a random user's last session (among `users`, indexes into the shop; None: any), ten items."""
+    pool = list(range(len(shop.users))) if users is None else users
 
     def draw(rng: np.random.Generator, n: int) -> list[Payload]:
-        users = rng.integers(0, len(shop.users), n).tolist()
-        return [{"user_id": shop.users[u], "session_id": shop.sessions[u], "k": 10} for u in users]
+        picks = rng.integers(0, len(pool), n).tolist()
+        return [{"user_id": shop.users[pool[p]], "session_id": shop.sessions[pool[p]], "k": 10} for p in picks]
 
     return draw
+
+
+def users_by_kind(shop: Shop) -> dict[str, list[int]]:
+    """The shop's users (indexes) by the next-item kind `/recommend`'s route sends them to (sticky, as the server
+    assigns them: `serving.routing.Router`). Empty when the deployment has no such route."""
+    from serving.routing import Router
+
+    if not shop.recommend_route:
+        return {}
+    router = Router.from_dict(shop.recommend_route)
+    by_kind: dict[str, list[int]] = {name: [] for name in router.shares()}
+    for index, user in enumerate(shop.users):
+        by_kind[router.variant_for(user).name].append(index)
+    return by_kind
 
 
 def ping_bodies(rng: np.random.Generator, n: int) -> list[Payload]:
@@ -104,6 +119,7 @@ class Streams:
     hundred: RequestStream  # /predict_purchase, 100 candidates
     recommend: RequestStream
     ping: RequestStream
+    recommend_by_kind: dict[str, RequestStream]  # /recommend, users the route sends to each next-item kind
 
     @classmethod
     def of(cls, shop: Shop) -> Streams:
@@ -112,4 +128,8 @@ class Streams:
             hundred=RequestStream(purchase_bodies(shop, 100), seed=2),
             recommend=RequestStream(recommend_bodies(shop), seed=3),
             ping=RequestStream(ping_bodies, seed=4),
+            recommend_by_kind={
+                kind: RequestStream(recommend_bodies(shop, users), seed=5 + i)
+                for i, (kind, users) in enumerate(users_by_kind(shop).items())
+            },
         )

@@ -13,12 +13,13 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.cases.serving.sizes import CASE_NAME, Sizes
+from journey.contracts import NEXT_ITEM_MODEL
 from journey.settings import Profile, Settings, get_settings, use_settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class Shop:
     request_ts: list[int]
     items: list[int]
     prices: list[float]
+    recommend_route: dict[str, Any] = field(default_factory=dict)  # /recommend's route over the next-item kinds
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Deployment:
     setup_note: str = ""
 
 
-def _shop(events: Any) -> Shop:
+def _shop(events: Any, route: dict[str, Any]) -> Shop:
     frame = events.select(["user_id", "session_id", "item_id", "event_timestamp", "price"]).to_pandas()
     last = frame.sort_values("event_timestamp").groupby("user_id").tail(1)
     items = frame.dropna(subset=["price"]).drop_duplicates("item_id")
@@ -57,6 +59,7 @@ def _shop(events: Any) -> Shop:
         request_ts=[int(stamp.timestamp()) + 60 for stamp in last["event_timestamp"]],  # a minute after the last event
         items=items["item_id"].astype(int).tolist(),
         prices=items["price"].astype(float).round(2).tolist(),
+        recommend_route=route,
     )
 
 
@@ -136,11 +139,37 @@ def _build(settings: Settings, sizes: Sizes, echo: Callable[[str], None]) -> tup
         with Registry(settings) as registry:
             for model, version in versions.items():
                 registry.promote(model, version, actor="bench")
+        route = _route_every_kind(settings, sizes, versions[NEXT_ITEM_MODEL], echo)
     note = (
         f"{data.events.num_rows:,} synthetic events, the three models trained on <= {sizes.max_examples:,} "
-        f"examples and promoted; set-up {time.perf_counter() - began:.0f} s"
+        f"examples and promoted, every other next-item kind trained and routed beside the production one "
+        f"({', '.join(str(v['name']) for v in route['variants'])}); set-up {time.perf_counter() - began:.0f} s"
     )
-    return _shop(data.events), note
+    return _shop(data.events, route), note
+
+
+def _route_every_kind(settings: Settings, sizes: Sizes, production: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    """A next_item version of every other kind, and a `/recommend` route splitting users evenly over all the kinds
+    (the production GRU4Rec version is one variant): the case times each kind on the same server, with users the
+    route sends to it. Returns the route as `serving.routing.Router.from_dict` reads it."""
+    from journey.contracts import RECOMMEND
+    from journey.registry import Registry, RouteVariant
+    from training.models.next_item import DEFAULT_KIND, KINDS
+    from training.pipeline import run_training
+
+    versions = {DEFAULT_KIND: production}
+    for kind in (name for name in KINDS if name != DEFAULT_KIND):
+        echo(f"   set-up: training next-item --kind {kind}")
+        trained = run_training(
+            "next-item", DATASET, settings, max_examples=sizes.max_examples, actor="bench", recommender=kind
+        )
+        versions[kind] = trained.version.version
+    variants = [RouteVariant(kind, NEXT_ITEM_MODEL, version, 1) for kind, version in versions.items()]
+    with Registry(settings) as registry:
+        route: dict[str, Any] = registry.set_route(
+            RECOMMEND, variants, actor="bench", experiment="bench-kinds"
+        ).as_dict()
+    return route
 
 
 @contextlib.contextmanager
