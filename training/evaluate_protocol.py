@@ -11,7 +11,8 @@ at 20; SR-GNN's "P@20") and MRR@20 (1/rank of the next item, 0 past 20), each wi
 PROTOCOL_ROUNDS bootstrap resamples of the test *sessions* (a session's prefixes move together). Every kind that is
 not a baseline is compared with the best baseline on each metric: the paired difference (the same resamples for
 both) and its interval; the acceptance asks that lower bound >= -0.01 ("not worse", NON_INFERIORITY_MARGIN), the
-promotion gate that it be > 0.
+promotion gate that it be > 0. The row "served (auto)" is the kind `journey train next-item --kind auto` would
+serve: the best on the validation prefixes (training/models/next_item/selection.py), scored on the test prefixes.
 
 For reference (a different dataset, not these figures' peer): SR-GNN reports P@20 50.73 and MRR@20 17.59 (in %) on
 Diginetica under this preprocessing.
@@ -35,7 +36,8 @@ from journey.settings import Settings
 from training.evaluate import rank_of_label
 from training.gate import GATE_SEED, Statistic, bootstrap_table, mean_statistic
 from training.models.next_item.base import pad_columns
-from training.protocol_kinds import KINDS, Kind
+from training.models.next_item.selection import select_on_validation
+from training.protocol_kinds import KINDS, Kind, Ranker
 from training.protocols import COLUMNS, ProtocolData, prepare
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ K: Final = 20
 METRICS: Final = (f"P@{K}", f"MRR@{K}")
 PROTOCOL_ROUNDS: Final = 1000
 NON_INFERIORITY_MARGIN: Final = 0.01
+SERVED: Final = "served (auto)"  # the kind `--kind auto` picks on the validation prefixes, scored on the test ones
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ProtocolResult:
     # verdict (better / not worse / worse / inconclusive)
     versus_best_baseline: dict[str, dict[str, dict[str, Any]]]
     rounds: int = PROTOCOL_ROUNDS
+    served: dict[str, Any] = field(default_factory=dict)  # how row SERVED was chosen (selection.py's record)
     paths: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,14 +89,17 @@ def select_kinds(names: Sequence[str] | None) -> dict[str, Kind]:
 
 def score_kinds(
     prepared: ProtocolData, kinds: dict[str, Kind], seed: int, rounds: int = PROTOCOL_ROUNDS
-) -> tuple[list[KindFigures], dict[str, dict[str, dict[str, Any]]]]:
-    """Fit every kind, list K items per test prefix, and bootstrap the figures over test sessions (paired)."""
+) -> tuple[list[KindFigures], dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
+    """Fit every kind, list K items per test prefix, and bootstrap the figures over test sessions (paired); with two
+    kinds or more, also the row SERVED (`_served`). Returns the figures, each non-baseline kind against the best
+    baseline, and how SERVED was chosen."""
     labels = prepared.test.labels
     statistics: dict[str, Statistic] = {}
     seconds: dict[str, dict[str, float]] = {}
+    rankers = {}
     for name, kind in kinds.items():
         started = time.perf_counter()
-        ranker = kind.fit(prepared.data, seed)
+        ranker = rankers[name] = kind.fit(prepared.data, seed)
         fitted = time.perf_counter()
         ids, _ = ranker.recommend(prepared.test.inputs, K)
         ranks = rank_of_label(labels, pad_columns(ids, K))
@@ -100,20 +107,45 @@ def score_kinds(
         statistics[f"{name}/{METRICS[1]}"] = mean_statistic(np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0))
         seconds[name] = {"fit": round(fitted - started, 2), "recommend": round(time.perf_counter() - fitted, 2)}
         log.info("protocol kind scored", extra={"kind": name, "seconds": seconds[name]})
+    simple = [name for name, kind in kinds.items() if kind.baseline]
+    served = _served(rankers, simple, prepared, statistics, seconds)
     table = bootstrap_table(statistics, prepared.test.groups, len(labels), rounds, GATE_SEED)
     ones = np.ones(len(labels))
     value = {key: statistic(ones) for key, statistic in statistics.items()}
+    baseline = {name: kind.baseline for name, kind in kinds.items()} | ({SERVED: False} if served else {})
     figures = [
         KindFigures(
             name,
-            kind.baseline,
+            is_baseline,
             {m: value[f"{name}/{m}"] for m in METRICS},
             {m: _interval(table[f"{name}/{m}"]) for m in METRICS},
             seconds[name],
         )
-        for name, kind in kinds.items()
+        for name, is_baseline in baseline.items()
     ]
-    return figures, _versus_best_baseline(figures, value, table)
+    return figures, _versus_best_baseline(figures, value, table), served
+
+
+def _served(
+    rankers: dict[str, Ranker],
+    simple: list[str],
+    prepared: ProtocolData,
+    statistics: dict[str, Statistic],
+    seconds: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """What `journey train next-item --kind auto` would serve: the kind with the best validation hit rate (the
+    protocol's validation prefixes; selection.py), scored as row SERVED with that kind's test lists, so its
+    difference to the best baseline is paired like any other kind's. {} when fewer than two kinds were fitted."""
+    if len(rankers) < 2:
+        return {}
+    data = prepared.data
+    chosen, record = select_on_validation(
+        rankers, data.valid, data.valid_labels, K, simple=simple, groups=data.valid_sessions
+    )
+    for metric in METRICS:
+        statistics[f"{SERVED}/{metric}"] = statistics[f"{chosen}/{metric}"]
+    seconds[SERVED] = {part: round(sum(s[part] for s in seconds.values()), 2) for part in ("fit", "recommend")}
+    return record
 
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
@@ -168,8 +200,8 @@ def run_protocol(
     seed = settings.seed if seed is None else seed
     events = DatasetStore(settings.events_dir).events(dataset, columns=list(COLUMNS))
     prepared = prepare(events, protocol, seed=seed)
-    figures, versus = score_kinds(prepared, chosen, seed, rounds)
-    result = ProtocolResult(dataset, protocol, seed, prepared.funnel, prepared.split, figures, versus, rounds)
+    figures, versus, served = score_kinds(prepared, chosen, seed, rounds)
+    result = ProtocolResult(dataset, protocol, seed, prepared.funnel, prepared.split, figures, versus, rounds, served)
     out_dir = settings.reports_dir / "evaluate" / dataset / protocol
     return write_protocol_report(result, out_dir)
 
@@ -206,6 +238,8 @@ def _markdown(result: ProtocolResult) -> str:
     for f in result.kinds:
         cells = [f"{f.metrics[m]:.4f} [{f.ci95[m][0]:.4f}, {f.ci95[m][1]:.4f}]" for m in METRICS]
         lines.append(_row([f.kind, "yes" if f.baseline else "", *cells, f.seconds["fit"], f.seconds["recommend"]]))
+    if result.served:
+        lines += ["", f"`{SERVED}` is {result.served['chosen']}: {result.served['rule']}, on the validation prefixes."]
     if result.versus_best_baseline:
         lines += [
             "",

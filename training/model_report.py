@@ -229,7 +229,17 @@ def _selection_section(selection: dict[str, Any] | None) -> list[str]:
         "",
         *_table(["kind", *metrics], rows),
         "",
+        *_challenges(selection.get("challenges", [])),
     ]
+
+
+def _challenges(challenges: list[dict[str, Any]]) -> list[str]:
+    """Each challenge of `--kind auto` (a kind replaces the one served so far only when the lower bound is > 0)."""
+    return [
+        f"- {c['challenger']} minus {c['incumbent']}, {c['metric']}: {c['difference']:+.4f} "
+        f"[95% {c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]: {'replaces it' if c['won'] else 'does not replace it'}"
+        for c in challenges
+    ] + ([""] if challenges else [])
 
 
 def _export_section(run: TrainingRun) -> list[str]:

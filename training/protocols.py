@@ -20,7 +20,8 @@ steps as NARM's and STAMP's), on a stored dataset's canonical events:
 5. test sessions keep only items seen in the training sessions; those left with fewer than 2 clicks are dropped.
 6. every prefix predicts its next item: a session [i1 .. in] gives [i1] -> i2, [i1, i2] -> i3, ..., [i1 .. in-1]
    -> in; the training sessions are augmented the same way.
-7. validation (for the kinds that stop early): the last 10% of the training sessions by start time (SR-GNN's
+7. validation (for the kinds that stop early, and for `--kind auto`'s choice): the last 10% of the training
+   sessions by start time, filtered as step 5 filters the test (items seen in the other 90%, >= 2 clicks) (SR-GNN's
    `--validation` holds out 10% of the training examples at random); every kind, baselines too, is fitted on the
    other 90%.
 
@@ -220,14 +221,34 @@ def prepare(events: pa.Table, protocol: str, *, seed: int = 0, spec: NextItemInp
     _refuse_if_empty(test, "in the test part", funnel)
     held_out = np.isin(train.session, validation_sessions(train, protocol, seed))
     _refuse_if_empty(train.where(~held_out), "to fit on after the validation hold-out", funnel)
-    fit, valid = prefixes(train.where(~held_out), spec), prefixes(train.where(held_out), spec)
-    data = SessionData(fit.inputs, fit.labels, valid.inputs, valid.labels, train_sessions=fit.groups)
+    fit_clicks = train.where(~held_out)
+    fit, valid = prefixes(fit_clicks, spec), prefixes(_like_the_test(train.where(held_out), fit_clicks, funnel), spec)
+    data = SessionData(
+        fit.inputs, fit.labels, valid.inputs, valid.labels, train_sessions=fit.groups, valid_sessions=valid.groups
+    )
     test_prefixes = prefixes(test, spec)
     split |= {
         "sessions": {"fit": _sessions(fit), "valid": _sessions(valid), "test": _sessions(test_prefixes)},
         "prefixes": {"fit": len(fit.labels), "valid": len(valid.labels), "test": len(test_prefixes.labels)},
     }
     return ProtocolData(protocol, data, test_prefixes, funnel, split)
+
+
+def _like_the_test(valid: Clicks, fit: Clicks, funnel: list[dict[str, Any]]) -> Clicks:
+    """Step 7's validation sessions filtered as step 5 filters the test ones (items seen in the fitted sessions,
+    sessions of >= 2 clicks left), so that choosing on validation (early stopping, `--kind auto`) sees the task the
+    test poses: unfiltered, most validation next items were never seen in fitting, which no index kind can name and
+    a network's copy of the session's own items can, and the choice went the opposite way of the test. When nothing
+    is left the unfiltered sessions are kept (noted in the funnel): a small log still gets a validation split."""
+    kept = valid.where(np.isin(valid.item, np.unique(fit.item)))
+    kept = kept.where(session_sizes(kept) >= MIN_SESSION_CLICKS)
+    if len(kept) == 0:
+        funnel.append(
+            {"step": "validation sessions (none left filtered as the test: kept unfiltered)", **valid.counts()}
+        )
+        return valid
+    funnel.append({"step": "validation sessions, items seen in fitting, >= 2 clicks", **kept.counts()})
+    return kept
 
 
 def _sessions(part: Prefixes) -> int:

@@ -17,7 +17,7 @@ from journey.events import EVENT_SCHEMA
 from journey.model_inputs import NextItemInputSpec, next_item_inputs
 from journey.model_inputs.columns import ITEMS, TYPES
 from journey.settings import Settings
-from training.evaluate_protocol import run_protocol, score_kinds
+from training.evaluate_protocol import SERVED, run_protocol, score_kinds
 from training.protocol_kinds import KINDS, Kind
 from training.protocols import Clicks, clicks_of, prefixes, prepare
 
@@ -132,7 +132,7 @@ def test_figures_by_hand_and_each_kind_against_the_best_baseline() -> None:
         MARKOV: KINDS[MARKOV],
         "oracle": Kind(lambda _d, _s: Oracle(), False),
     }
-    figures, versus = score_kinds(prepared, kinds, seed=0, rounds=200)
+    figures, versus, served = score_kinds(prepared, kinds, seed=0, rounds=200)
     by_kind = {f.kind: f for f in figures}
     # popularity of the fit labels [2, 3, 1, 1, 2]: 1, 2, 3 (ties by id); test: [1] -> 3 (third), [2] -> 1 (first)
     assert by_kind[POPULARITY].metrics == {"P@20": 1.0, "MRR@20": pytest.approx((1 / 3 + 1) / 2)}
@@ -143,6 +143,10 @@ def test_figures_by_hand_and_each_kind_against_the_best_baseline() -> None:
     assert mrr["best_baseline"] == POPULARITY and mrr["difference"] == pytest.approx(0.5 - 2 / 3)
     assert mrr["ci95_low"] <= mrr["difference"] <= mrr["ci95_high"] and not mrr["better"]
     assert versus["oracle"]["P@20"]["difference"] == 0.0 and versus["oracle"]["P@20"]["non_inferior"]
+    # the served row is the kind best on the validation prefixes, with that kind's test figures
+    assert served["chosen"] in kinds and set(served["validation"]) == set(kinds)
+    assert by_kind[SERVED].metrics == by_kind[served["chosen"]].metrics and not by_kind[SERVED].baseline
+    assert versus[SERVED]["P@20"]["best_baseline"] in (POPULARITY, MARKOV)
 
 
 def test_an_unknown_protocol_or_too_little_data_is_refused_naming_it() -> None:
@@ -165,5 +169,6 @@ def test_run_protocol_writes_the_report_and_the_cli_prints_it(settings: Settings
         assert kind in cli.output
     text = (settings.reports_dir / "evaluate" / "hand" / "srgnn" / "report.md").read_text()
     assert "## Preprocessing" in text and "| gru4rec |" in text and "Against the best baseline" in text
+    assert f"| {SERVED} |" in text and f"`{SERVED}` is " in text
     bad = CliRunner().invoke(app, ["evaluate", "next-item", "-d", "hand", "--kind", "grumpy"])
     assert bad.exit_code == 2 and "unknown next-item kind 'grumpy'" in bad.output

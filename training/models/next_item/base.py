@@ -40,6 +40,7 @@ class SessionData:
     valid: Inputs
     valid_labels: np.ndarray  # int64 [n_valid]
     train_sessions: np.ndarray | None = None  # [n_train], the session id of each training row
+    valid_sessions: np.ndarray | None = None  # [n_valid], of each validation row (selection resamples sessions)
 
 
 class Recommender(Protocol):

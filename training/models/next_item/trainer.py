@@ -68,7 +68,8 @@ def train_next_item(
     split, labels = _split(frame, config)
     started = time.perf_counter()
     inputs = {name: next_item_inputs(getattr(split, name), config.input_spec()) for name in PARTS}
-    data = SessionData(inputs["train"], labels["train"], inputs["valid"], labels["valid"], session_groups(split.train))
+    sessions = {name: session_groups(getattr(split, name)) for name in ("train", "valid")}
+    data = SessionData(inputs["train"], labels["train"], inputs["valid"], labels["valid"], *sessions.values())
     seconds = {"inputs": time.perf_counter() - started}
     started = time.perf_counter()
     kind, model, others, selection = _fit(kind, data, seed, own_config, progress, config)
@@ -115,7 +116,9 @@ def _fit(
         )
         for name, each in KINDS.items()
     }
-    chosen, selection = select_on_validation(fitted, data.valid, data.valid_labels, run.eval_k)
+    chosen, selection = select_on_validation(
+        fitted, data.valid, data.valid_labels, run.eval_k, simple=BASELINES, groups=data.valid_sessions
+    )
     log.info("next-item kind selected on the validation days", extra={"kind": chosen, **selection})
     return chosen, fitted[chosen], {name: m for name, m in fitted.items() if name != chosen}, selection
 

@@ -394,18 +394,19 @@ def test_a_neural_kinds_config_sets_the_runs_inputs_an_index_kinds_leaves_the_de
 
 
 @pytest.mark.slow  # every kind fitted (two small networks among them) and one exported
-def test_auto_serves_the_kind_with_the_best_validation_hit_rate_and_reports_every_other(
-    split: Split, tmp_path: Path
-) -> None:
+def test_auto_serves_the_kind_the_validation_days_support_and_reports_every_other(split: Split, tmp_path: Path) -> None:
     gru = replace(RUN, max_steps=60, eval_every=20, embedding_dim=16, hidden=16)
     run = train_next_item(split.frame, tmp_path / "auto.onnx", kind="auto", config=gru, seed=SEED)
 
     selection = run.params["selection"]
-    figures = selection["validation"]
-    best = max(figures, key=lambda name: figures[name]["hit_rate@20"])
+    figures, challenges = selection["validation"], selection["challenges"]
     assert set(figures) == set(KINDS)
     assert run.model.name == selection["chosen"] == run.params["kind"]
-    assert figures[run.model.name]["hit_rate@20"] == figures[best]["hit_rate@20"]
+    served = "sknn"
+    for challenge in challenges:  # each against the kind served so far; the last one standing is served
+        assert challenge["incumbent"] == served
+        served = challenge["challenger"] if challenge["ci95"][0] > 0 else served
+    assert run.model.name == served and challenges[-1]["challenger"] in ("gru4rec", "sasrec")
     assert {c.name for c in run.candidates} == set(KINDS) and sum(c.is_model for c in run.candidates) == 1
     assert run.framework == KINDS[run.model.name].framework and (tmp_path / "auto.onnx").exists()
     json.dumps(run.params)
