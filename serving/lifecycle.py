@@ -131,6 +131,7 @@ class Lifecycle:
         self.snapshot: Snapshot = EMPTY
         self.problems: list[str] = []
         self.unserved: list[str] = []  # endpoints with nothing to serve (no route, no production version)
+        self.deployed: tuple[str, ...] = ()  # endpoints the registry gives a production version or a route
         self.reloads = 0
         self._reload_lock = threading.Lock()
         self._wake = threading.Event()
@@ -264,6 +265,7 @@ class Lifecycle:
                 if current is not None:  # the first load keeps what it has; a reload is refused as a whole
                     endpoints[endpoint] = current
         self.unserved = unserved
+        self.deployed = tuple(endpoint for endpoint, route in routes.items() if route.variants)
         return Snapshot(token, MappingProxyType(endpoints), MappingProxyType(loaded)), problems
 
     def _swap(self, new: Snapshot) -> None:
@@ -298,8 +300,24 @@ class Lifecycle:
     # ------------------------------------------------------------------------------------------------- status
 
     def missing(self) -> list[str]:
-        """Endpoints the service needs (serving.predictors.ENDPOINTS `required`) that no loaded version answers."""
-        return [name for name, e in ENDPOINTS.items() if e.required and name not in self.snapshot.endpoints]
+        """Endpoints the registry deploys (a production version or a route) that this worker does not serve: a load
+        failed. An endpoint with nothing deployed is not missing: it answers 503 naming why, and the others serve."""
+        return [name for name in self.deployed if name not in self.snapshot.endpoints]
+
+    def endpoint_states(self) -> dict[str, str]:
+        """For `/readyz`, every endpoint: what answers it, or why nothing does."""
+        snapshot, states = self.snapshot, {}
+        for name in ENDPOINTS:
+            served = snapshot.endpoints.get(name)
+            if served is not None:
+                arms = ", ".join(f"{v.name} v{v.version}" for v in served.route.variants)
+                states[name] = f"serving {served.route.model} ({arms})"
+            elif name in self.deployed:
+                why = "; ".join(p for p in self.problems if p.startswith(f"{name}:")) or "not loaded yet"
+                states[name] = f"not loaded: {why}"
+            else:
+                states[name] = "no model: nothing deployed (promote a version or set a route)"
+        return states
 
     def status(self) -> dict[str, Any]:
         """The `/readyz` section: each endpoint's route as served here, and why a reload was refused."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from journey.errors import JourneyError, ServiceUnavailableError
 from journey.settings import Settings
+from journey.stores.event_ids import EventIdLedger, open_ledger
 from journey.stores.feature_store import close_store, open_store
 from journey.stores.offline import OfflineTables
 from journey.stores.prediction_log import open_prediction_log
@@ -61,6 +62,7 @@ class Worker:
     answers: Answers
     store: FeatureStore | None = None
     tables: OfflineTables | None = None
+    ledger: EventIdLedger | None = None  # event ids already stored: /events is exactly-once
     journey: JourneyMap | None = None  # GET /journey/{user_id}; optional: None until `journey analyze` has run
     journey_problem: str = ""
     problems: list[str] = field(default_factory=list)
@@ -79,6 +81,7 @@ class Worker:
             lifecycle = Lifecycle.start(settings, lambda service: _reader(settings, store, service))
         outcomes = Outcomes(settings, open_prediction_log(settings))
         worker = cls(settings, lifecycle, outcomes, Answers(lifecycle, outcomes, batched), store, tables)
+        worker.ledger = open_ledger(settings)
         worker.problems, worker.phases = problems, phases
         with _phase(phases, "journey_map"):
             worker._load_journey()
@@ -113,22 +116,27 @@ class Worker:
         if self.store is None or self.tables is None:
             raise ServiceUnavailableError(f"feature store not loaded: {'; '.join(self.problems)}")
         with metrics.time_request("events"):
-            response = ingest(self.store, self.tables, request.events)
+            response = ingest(self.store, self.tables, request.events, self.ledger)
         self.outcomes.count_conversions(request.events, response)
         return response
 
     @property
     def ready(self) -> bool:
-        return not self.problems and not self.lifecycle.missing()
+        """Every endpoint the registry deploys is served (one without a deployed model answers 503 by itself and
+        does not hold the others back), and at least one is: a worker with no model at all takes no traffic."""
+        return not self.problems and not self.lifecycle.missing() and bool(self.lifecycle.snapshot.endpoints)
 
     def status(self) -> dict[str, Any]:
         """The body of `/readyz`."""
         models = self.lifecycle.snapshot.production()
         missing = [f"model for {endpoint}: {self._why_missing()}" for endpoint in self.lifecycle.missing()]
+        if not self.lifecycle.snapshot.endpoints and not missing:
+            missing = ["no endpoint has a model: promote a version (journey models promote) or set a route"]
         return {
             "ready": self.ready,
             "profile": self.settings.profile.value,
             "models": {name: lv.runtime.describe() | {"version": lv.version.version} for name, lv in models.items()},
+            "endpoints": self.lifecycle.endpoint_states(),
             "problems": self.problems + missing,
             "startup_seconds": round(self.started_s, 3),
             "startup_phases": self.phases,
@@ -145,6 +153,8 @@ class Worker:
         self.outcomes.close()
         if self.store is not None:
             close_store(self.store)
+        if self.ledger is not None:
+            self.ledger.close()
 
 
 @contextmanager

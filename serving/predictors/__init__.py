@@ -49,16 +49,15 @@ class Endpoint:
     name: str
     model: str  # the registered model whose versions answer it
     predictor: PredictorKind
-    required: bool  # the service is not ready until a version answers it
 
 
 ENDPOINTS: Final[Mapping[str, Endpoint]] = MappingProxyType(
     {
         e.name: e
         for e in (
-            Endpoint(PREDICT_PURCHASE, PURCHASE_PROPENSITY_MODEL, PurchasePredictor, required=True),
-            Endpoint(PREDICT_NEXT_ACTION, NEXT_ACTION_MODEL, NextActionPredictor, required=True),
-            Endpoint(RECOMMEND, NEXT_ITEM_MODEL, RecommendPredictor, required=False),
+            Endpoint(PREDICT_PURCHASE, PURCHASE_PROPENSITY_MODEL, PurchasePredictor),
+            Endpoint(PREDICT_NEXT_ACTION, NEXT_ACTION_MODEL, NextActionPredictor),
+            Endpoint(RECOMMEND, NEXT_ITEM_MODEL, RecommendPredictor),
         )
     }
 )

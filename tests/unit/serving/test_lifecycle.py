@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from journey.contracts import PREDICT_PURCHASE
+from journey.contracts import PREDICT_NEXT_ACTION, PREDICT_PURCHASE
 from journey.errors import ServiceUnavailableError
 from journey.registry import Registry
 from journey.settings import Settings
@@ -186,3 +186,27 @@ def test_a_forced_reload_retries_a_version_that_failed_to_load_once_it_is_fixed(
     assert lifecycle.reload(force=True)
     assert lifecycle.status()["problems"] == []
     assert set(lifecycle.snapshot.endpoints[PREDICT_PURCHASE].arms) == {"control", "candidate"}
+
+
+def test_an_endpoint_without_a_deployed_model_is_not_missing_and_says_why(lifecycle: Lifecycle) -> None:
+    states = lifecycle.endpoint_states()
+
+    assert lifecycle.deployed == (PREDICT_PURCHASE,) and lifecycle.missing() == []
+    assert states[PREDICT_PURCHASE] == "serving purchase_propensity (production v1)"
+    assert states[PREDICT_NEXT_ACTION].startswith("no model: nothing deployed")
+    with pytest.raises(ServiceUnavailableError, match="next_action has no production version"):
+        lifecycle.route(PREDICT_NEXT_ACTION, 7)
+
+
+def test_a_deployed_version_that_fails_to_load_is_missing_and_named(models: Settings) -> None:
+    with Registry(models) as registry:
+        path = registry.artifact_path(registry.get(PURCHASE_MODEL, "production"))
+    with path.open("ab") as file:
+        file.write(b"tampered")
+
+    lifecycle = Lifecycle.start(models, lambda _service: None, poll=False)
+    try:
+        assert lifecycle.missing() == [PREDICT_PURCHASE]
+        assert lifecycle.endpoint_states()[PREDICT_PURCHASE].startswith(f"not loaded: {PREDICT_PURCHASE}: Tampered")
+    finally:
+        lifecycle.close()
