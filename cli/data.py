@@ -122,7 +122,8 @@ def import_(
     strict: Annotated[bool, typer.Option(help="Fail (exit 2) on the first bad row, naming field and value.")] = False,
     replace: Annotated[bool, typer.Option(help="Replace the dataset if it exists.")] = False,
     append: Annotated[
-        bool, typer.Option(help="Add to an existing dataset; stored event ids are not duplicated.")
+        bool,
+        typer.Option(help="Add to an existing dataset; events whose id is stored already are skipped and counted."),
     ] = False,
 ) -> None:
     """Import a public event log: parse, validate, sessionise, store as date-partitioned Parquet.
@@ -153,6 +154,9 @@ def import_(
             f"[yellow]{result.rows_rejected:,} of {result.rows_in:,} rows rejected[/] "
             f"{json.dumps(result.counts_by_reason())}; details in {store.path(dataset) / 'rejects.parquet'}"
         )
+    duplicates = int(manifest.data["sources"][-1].get("rows_duplicate", 0)) if manifest is not None else 0
+    if duplicates:
+        console.print(f"{duplicates:,} events already stored (same event_id): skipped, nothing changed for them")
     if manifest is not None:
         _show_manifest(manifest, store.path(dataset))
 

@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(2048, gt=0, description="Most rows in one batched model call.")
     max_candidates: int = Field(1000, ge=1, description="Most candidate items in one /predict_purchase request.")
     max_events: int = Field(10_000, ge=1, description="Most events in one /events request.")
+    event_dedup_window_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="How long an accepted event id is remembered: a retry inside it is acknowledged as a duplicate.",
+    )
+    event_claim_ttl_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Lease on an event id while its request stores it (journey/stores/event_ids.py).",
+    )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger request bodies get HTTP 413.")
     log_level: str = Field("INFO", description="Root log level.")
     log_format: Literal["console", "json"] = Field("console", description="`json` for machine-read logs.")

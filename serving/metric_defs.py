@@ -15,7 +15,7 @@
     journey_execution_provider          gauge      model, version, provider       set_execution_provider
     journey_gpu_expected                gauge      model, version                 set_gpu_expected
     journey_training_score_mean         gauge      model, version                 set_training_score_mean
-    journey_events_total                counter    status (accepted | rejected)   count_events
+    journey_events_total                counter    status (accepted | rejected | duplicate)   count_events
     journey_event_push_seconds          histogram  -                              time_event_push
 
 Grafana dashboards and alert rules in `infra/` use exactly these names (DESIGN.md, Metrics); the request count is
@@ -64,9 +64,9 @@ from typing import Final, Literal, TypeAlias
 from prometheus_client import Counter, Gauge, Histogram
 
 DefaultReason: TypeAlias = Literal["missing_entity", "missing_value", "store_down"]
-EventStatus: TypeAlias = Literal["accepted", "rejected"]
+EventStatus: TypeAlias = Literal["accepted", "rejected", "duplicate"]
 DEFAULT_REASONS: Final[tuple[DefaultReason, ...]] = ("missing_entity", "missing_value", "store_down")
-EVENT_STATUSES: Final[tuple[EventStatus, ...]] = ("accepted", "rejected")
+EVENT_STATUSES: Final[tuple[EventStatus, ...]] = ("accepted", "rejected", "duplicate")
 CLIENT_CLOSED: Final = 499  # status of a request cancelled before it answered (nginx's convention)
 NO_VARIANT: Final = "none"  # the variant label of requests that no A/B route applies to (or that failed before it)
 
@@ -159,7 +159,8 @@ TRAINING_SCORE_MEAN: Final = Gauge(
 )
 EVENTS: Final = Counter(
     "journey_events_total",
-    "Events received at /events, by outcome (accepted and pushed, or rejected by validation).",
+    "Events received at /events, by outcome (accepted and pushed, rejected by validation, or a duplicate of an event "
+    "stored before).",
     ("status",),
 )
 EVENT_PUSH: Final = Histogram(

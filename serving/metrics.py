@@ -244,12 +244,14 @@ def set_training_score_mean(model: str, version: str, mean: float) -> None:
     TRAINING_SCORE_MEAN.labels(model, version).set(mean)
 
 
-def count_events(*, accepted: int = 0, rejected: int = 0) -> None:
-    """Count one /events call's outcome: events validated and pushed, and events refused."""
+def count_events(*, accepted: int = 0, rejected: int = 0, duplicates: int = 0) -> None:
+    """Count one /events call's outcome: events stored, events refused, and retried events already stored."""
     if accepted:
         EVENTS.labels("accepted").inc(accepted)
     if rejected:
         EVENTS.labels("rejected").inc(rejected)
+    if duplicates:
+        EVENTS.labels("duplicate").inc(duplicates)
 
 
 @contextlib.contextmanager

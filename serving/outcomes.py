@@ -126,7 +126,7 @@ class Outcomes:
     def count_conversions(self, events: Sequence[Any], response: EventsResponse) -> int:
         """Credit each accepted purchase to the variant that answered the buyer's latest prediction (per endpoint)
         within the attribution window in this worker; the number of conversions counted."""
-        rejected = {reject.row - 1 for reject in response.rejects}
+        rejected = {reject.row - 1 for reject in response.rejects} | {row - 1 for row in response.duplicate_rows}
         now, window = time.time(), self.settings.attribution_window_s
         counted = 0
         for row, event in enumerate(events):

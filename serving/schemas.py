@@ -125,7 +125,13 @@ class Reject(BaseModel):
 
 
 class EventsResponse(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Events stored now (online and offline).")
     rejected: int
+    duplicates: int = Field(
+        0,
+        description="Events whose event_id was stored before (a retry, within JOURNEY_EVENT_DEDUP_WINDOW_S): "
+        "acknowledged, nothing changed.",
+    )
     sessions: int = Field(description="Sessions whose online features were updated.")
     rejects: list[Reject]
+    duplicate_rows: list[int] = Field(default_factory=list, description="1-based positions of the duplicates.")

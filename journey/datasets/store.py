@@ -31,7 +31,7 @@ import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 
 from journey.errors import ConflictError, InvalidInputError, NotFoundError
-from journey.events import EVENT_SCHEMA, REJECTS_SCHEMA, RejectReason, duplicate_mask
+from journey.events import EVENT_SCHEMA, REJECTS_SCHEMA, duplicate_mask
 from journey.sessions import stable_argsort
 
 MANIFEST_VERSION = 1
@@ -42,7 +42,7 @@ _US_PER_DAY = 86_400_000_000
 class WriteMode(StrEnum):
     ERROR = "error"  # refuse to touch an existing dataset
     REPLACE = "replace"  # swap the whole dataset atomically
-    APPEND = "append"  # add new events; ids already stored are rejected as duplicates
+    APPEND = "append"  # add new events; ids already stored are duplicates: left out, counted (rows_duplicate)
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,11 @@ class DatasetStore:
         import_id = uuid.uuid4().hex[:12]
         new_rejected = int(pc.count_distinct(rejects["row"]).as_py()) if rejects.num_rows else 0
         sources: list[dict[str, Any]] = []
+        duplicates = 0
         if exists and mode is WriteMode.APPEND:
-            events, rejects = _drop_stored_ids(self.events(name, ["event_id"]), events, rejects)
-            new_rejected = int(pc.count_distinct(rejects["row"]).as_py()) if rejects.num_rows else 0
+            before = events.num_rows
+            events = _drop_stored_ids(self.events(name, ["event_id"]), events)
+            duplicates = before - events.num_rows
             old = self.manifest(name).data
             sources = list(old.get("sources", []))
             rejects = pa.concat_tables([self.rejects(name), rejects])
@@ -143,6 +145,7 @@ class DatasetStore:
                 "rows_in": int(source.get("rows_in", events.num_rows)),
                 "rows_stored": events.num_rows,
                 "rows_rejected": new_rejected,
+                "rows_duplicate": duplicates,  # ids stored by an earlier import: acknowledged, nothing changed
             }
         )
         with _staging(target, keep_existing=exists and mode is WriteMode.APPEND) as stage:
@@ -158,23 +161,12 @@ class DatasetStore:
         return manifest
 
 
-def _drop_stored_ids(stored: pa.Table, events: pa.Table, rejects: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Appending must not duplicate events: ids already stored are moved to the rejects with their reason."""
+def _drop_stored_ids(stored: pa.Table, events: pa.Table) -> pa.Table:
+    """Exactly once, as `/events`: an event whose id is stored already is a duplicate of it (a re-run import, an
+    overlapping file), left out and counted, not a bad row."""
     ids = pa.concat_arrays([stored["event_id"].combine_chunks(), events["event_id"].combine_chunks()])
     dup = duplicate_mask(ids)[stored.num_rows :]
-    if not dup.any():
-        return events, rejects
-    idx = np.flatnonzero(dup)
-    moved = pa.table(
-        {
-            "row": pa.array(idx + 1, pa.int64()),
-            "field": pa.array(["event_id"] * idx.size),
-            "value": events["event_id"].take(pa.array(idx)),
-            "reason": pa.array([RejectReason.DUPLICATE_EVENT_ID.value] * idx.size),
-        },
-        schema=REJECTS_SCHEMA,
-    )
-    return events.take(pa.array(np.flatnonzero(~dup))), pa.concat_tables([rejects, moved])
+    return events if not dup.any() else events.take(pa.array(np.flatnonzero(~dup)))
 
 
 @contextmanager
@@ -244,6 +236,7 @@ def build_manifest(
             "end": pc.max(ts).as_py().isoformat() if events.num_rows else None,
         },
         "rejected_rows": sum(int(s.get("rows_rejected", 0)) for s in sources),
+        "duplicate_rows": sum(int(s.get("rows_duplicate", 0)) for s in sources),
         "rejects_by_reason": {}
         if reasons is None
         else dict(sorted(zip(reasons["reason"].to_pylist(), reasons["row_count"].to_pylist(), strict=True))),

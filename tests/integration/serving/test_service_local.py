@@ -159,7 +159,14 @@ def test_events_accepts_good_events_and_counts_their_sessions(server: Server) ->
     second = event(None, 20, "add_to_cart") | {"user_id": first["user_id"], "session_id": first["session_id"]}
     response = server.post("/events", {"events": [first, second]})
     assert response.status_code == 200, response.text
-    assert response.json() == {"accepted": 2, "rejected": 0, "sessions": 1, "rejects": []}
+    assert response.json() == {
+        "accepted": 2,
+        "rejected": 0,
+        "duplicates": 0,
+        "sessions": 1,
+        "rejects": [],
+        "duplicate_rows": [],
+    }
 
 
 def test_readyz_shows_both_models_on_the_cpu_provider_with_their_registry_versions(
@@ -338,8 +345,10 @@ def test_a_mixed_batch_is_200_reporting_the_bad_event_by_row_field_and_reason(mi
     assert mixed_batch.response.json() == {
         "accepted": 1,
         "rejected": 1,
+        "duplicates": 0,
         "sessions": 1,
         "rejects": [{"row": 2, "field": "event_type", "value": "teleport", "reason": "unknown_event_type"}],
+        "duplicate_rows": [],
     }
 
 
@@ -359,6 +368,33 @@ def test_the_good_event_of_a_mixed_batch_is_in_the_event_log_and_the_bad_one_is_
     logged = set(OfflineTables(shop.settings).read("event_log")["event_id"].to_pylist())
     assert mixed_batch.good["event_id"] in logged
     assert mixed_batch.bad["event_id"] not in logged
+
+
+def test_a_batch_sent_three_times_leaves_online_and_offline_state_as_sending_it_once(
+    server: Server, shop: Shop, in_process: InProcess
+) -> None:
+    from journey.stores.offline import OfflineTables
+
+    session = shop.sessions[4]
+    rows = [{c.USER: session.user_id, c.SESSION: session.session_id}]
+    reader = in_process.next_action.reader
+    batch = [event(session, 40, "view", item_id=session.items[0][0]), event(session, 41, "add_to_cart")]
+    before = reader.read(rows)
+
+    answers = [server.post("/events", {"events": batch}) for _ in range(3)]  # a client retrying a timed-out request
+
+    assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
+    assert [(a.json()["accepted"], a.json()["duplicates"]) for a in answers] == [(2, 0), (0, 2), (0, 2)]
+    assert answers[1].json()["duplicate_rows"] == [1, 2] and answers[1].json()["sessions"] == 0
+    after = reader.read(rows)
+    assert after["session_events"] == [before["session_events"][0] + 2]  # counted once
+    assert after["session_carts"] == [before["session_carts"][0] + 1]
+    tables = OfflineTables(shop.settings)
+    logged = tables.read("event_log")["event_id"].to_pylist()
+    assert [logged.count(e["event_id"]) for e in batch] == [1, 1]
+    activity = tables.read("session_activity").to_pandas()
+    mine = activity[activity[c.SESSION] == session.session_id]
+    assert mine["session_events"].max() == after["session_events"][0] and mine["session_events"].is_unique
 
 
 def test_a_batch_of_only_bad_events_is_422_naming_the_field_and_logs_nothing(server: Server, shop: Shop) -> None:

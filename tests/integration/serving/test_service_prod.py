@@ -102,6 +102,32 @@ def test_events_are_pushed_to_redis_and_logged_in_postgresql(server: Server, pro
     assert after.json()["probabilities"] != before.json()["probabilities"]
 
 
+def test_a_retried_batch_is_stored_once_in_redis_and_postgresql(server: Server, prod_project: ProdProject) -> None:
+    from journey.stores.offline import OfflineTables
+
+    session = prod_project.sessions[3]
+    batch = [
+        {
+            "event_id": f"it-{uuid.uuid4().hex}",
+            "user_id": session.user_id,
+            "session_id": session.session_id,
+            "item_id": session.items[0][0],
+            "event_type": kind,
+            "event_timestamp": later(session, 40 + i),
+            "price": 19.0,
+            "category_id": 4,
+        }
+        for i, kind in enumerate(("view", "add_to_cart"))
+    ]
+    answers = [server.post("/events", {"events": batch}) for _ in range(3)]
+    assert [(a.json()["accepted"], a.json()["duplicates"]) for a in answers] == [(2, 0), (0, 2), (0, 2)]
+    tables = OfflineTables(prod_project.settings)
+    logged = tables.read("event_log")["event_id"].to_pylist()
+    assert [logged.count(e["event_id"]) for e in batch] == [1, 1]
+    activity = tables.read("session_activity").to_pandas()
+    assert activity[activity["session_id"] == session.session_id]["session_events"].is_unique
+
+
 def test_journey_reads_the_profile_and_session_from_redis(server: Server, prod_project: ProdProject) -> None:
     session = prod_project.sessions[0]
     response = server.client.get(f"/journey/{session.user_id}", params={"session_id": session.session_id})

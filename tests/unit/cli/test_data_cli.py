@@ -6,6 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli import app
+from journey.datasets.store import DatasetStore
 from journey.settings import Settings
 
 runner = CliRunner()
@@ -149,3 +150,17 @@ def test_a_missing_mapped_column_exits_2_naming_the_columns_found_and_the_delimi
     assert "'itemId' (item_id)" in output and "['sessionId;userId;itemId;timeframe;eventdate']" in output
     assert 'delimiter: ";"' in output and "Traceback" not in result.output
     assert not (settings.events_dir / "dg").exists()
+
+
+def test_an_append_of_the_same_file_again_exits_0_counting_duplicates_and_changes_no_event(
+    settings: Settings, tmp_path: Path
+) -> None:
+    src = write(tmp_path / "a.csv", HEADER + "1433221332117,1,view,10,\n1433221332118,1,view,11,\n")
+    assert runner.invoke(app, ["data", "import", str(src), "-f", "retailrocket", "-d", "rr"]).exit_code == 0
+    before = DatasetStore(settings.events_dir).events("rr").sort_by("event_id")
+
+    result = runner.invoke(app, ["data", "import", str(src), "-f", "retailrocket", "-d", "rr", "--append"])
+
+    assert result.exit_code == 0, result.output
+    assert "2 events already stored" in result.output
+    assert DatasetStore(settings.events_dir).events("rr").sort_by("event_id").equals(before)

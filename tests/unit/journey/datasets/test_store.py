@@ -62,12 +62,21 @@ def test_replace_swaps_the_whole_dataset(store: DatasetStore) -> None:
     assert not [p for p in store.root.iterdir() if p.name.startswith(".")]
 
 
-def test_append_keeps_stored_events_and_rejects_their_ids_again(store: DatasetStore) -> None:
+def test_append_keeps_stored_events_and_counts_their_ids_as_duplicates_not_rejects(store: DatasetStore) -> None:
     store.write("d", events(["a", "b"]), source={})
     manifest = store.write("d", events(["b", "c"], day=2), source={}, mode=WriteMode.APPEND)
     assert sorted(store.events("d")["event_id"].to_pylist()) == ["a", "b", "c"]
-    assert manifest.data["rejects_by_reason"] == {"duplicate_event_id": 1}
-    assert len(manifest.data["sources"]) == 2
+    assert manifest.data["rejects_by_reason"] == {} and manifest.data["duplicate_rows"] == 1
+    assert [s["rows_duplicate"] for s in manifest.data["sources"]] == [0, 1]
+
+
+def test_appending_the_same_events_again_changes_no_stored_event(store: DatasetStore) -> None:
+    store.write("d", events(["a", "b"]), source={})
+    before = store.events("d")
+    for _ in range(2):  # a retried import
+        manifest = store.write("d", events(["a", "b"]), source={}, mode=WriteMode.APPEND)
+    assert store.events("d").sort_by("event_id").equals(before.sort_by("event_id"))
+    assert manifest.data["duplicate_rows"] == 4 and manifest.data["rejected_rows"] == 0
 
 
 def test_a_failing_write_leaves_the_stored_dataset_intact(store: DatasetStore) -> None:
