@@ -59,6 +59,10 @@ class RejectReason(StrEnum):
     DUPLICATE_EVENT_ID = "duplicate_event_id"
     UNPARSABLE_VALUE = "unparsable_value"  # an id, price or category that is not a number
     MALFORMED_ROW = "malformed_row"  # a CSV line with the wrong number of fields
+    NOT_AN_OBJECT = "not_an_object"  # a JSON event that is not an object
+    UNKNOWN_FIELD = "unknown_field"  # a JSON event field the canonical schema does not have
+    MISSING_FIELD = "missing_field"  # a required JSON event field absent or null
+    WRONG_TYPE = "wrong_type"  # a JSON event field of the wrong type (a list for an id, text for a price, ...)
 
 
 REJECTS_SCHEMA = pa.schema(

@@ -2,9 +2,11 @@
 
 Good events of a mixed batch are never held hostage by bad ones: they are pushed to the `session_activity` push
 source (online at once, appended offline for training) and appended to the event log (the offline `event_log`
-table: the raw history later training and outcome joins read). Bad ones come back with row, field, value and
-reason. A batch where *every* event is bad, or whose shape is wrong (unknown or missing field), is a client error:
-HTTP 422 naming the first bad field, and nothing is written.
+table: the raw history later training and outcome joins read). One rule for every problem inside one event (not an
+object, an unknown field, a required field missing or null, a value of the wrong type or out of range): a reject
+of that event with row, field, value and reason, and the batch's other events are stored; a batch whose every
+event is bad is answered 200 with `accepted: 0` and the rejects. Only a body that is not a JSON object with a
+non-empty `events` list, or one over the size or count limit, is a 4xx for the whole request.
 
 Exactly once (journey/stores/event_ids.py): an event whose `event_id` was stored before, by any request, worker or
 replica within JOURNEY_EVENT_DEDUP_WINDOW_S, is acknowledged as a duplicate (`duplicates`, `duplicate_rows`) and
@@ -16,13 +18,12 @@ stores them); an id another request is storing at this moment is a per-row rejec
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from journey.errors import InvalidInputError
 from journey.events import EVENT_SCHEMA, canonicalize
 from journey.stores.event_ids import Claim, EventIdLedger
 from journey.stores.push import push_events, validate_records
@@ -43,7 +44,7 @@ IN_FLIGHT_REASON = "event_id_in_flight"  # another request is storing this event
 def ingest(
     store: FeatureStore,
     tables: OfflineTables,
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[object],
     ledger: EventIdLedger | None = None,
 ) -> EventsResponse:
     """Validate, store the new events once (no ledger: every valid event is stored), answer the counts."""
@@ -54,15 +55,7 @@ def ingest(
         )
         for r in result.rejects.to_pylist()
     ]
-    if result.valid.num_rows == 0:
-        first = rejects[0] if rejects else None
-        metrics.count_events(rejected=len(rejects))
-        raise InvalidInputError(
-            f"no valid event: row {first.row} {first.field}: {first.reason}" if first else "no events",
-            field=f"events[{first.row - 1}].{first.field}" if first else "events",
-            value=first.value if first else None,
-        )
-    events = canonicalize(result.valid).cast(EVENT_SCHEMA)
+    events = canonicalize(result.valid).cast(EVENT_SCHEMA) if result.valid.num_rows else EVENT_SCHEMA.empty_table()
     rows = _valid_rows(len(records), rejects)
     claims = ledger.claim([str(i) for i in events["event_id"].to_pylist()]) if ledger else [Claim.NEW] * len(rows)
     new = np.array([c == Claim.NEW for c in claims], dtype=bool)
@@ -70,15 +63,16 @@ def ingest(
     rejects += _in_flight(events, rows, claims)
     fresh = events.filter(pa.array(new))
     sessions = _store(store, tables, fresh, ledger)
-    metrics.count_events(accepted=fresh.num_rows, rejected=len(rejects), duplicates=len(duplicate_rows))
+    rejected = len({r.row for r in rejects})  # events; an event may have several problems, each one a reject
+    metrics.count_events(accepted=fresh.num_rows, rejected=rejected, duplicates=len(duplicate_rows))
     if rejects or duplicate_rows:
         log.info(
             "events rejected or duplicate",
-            extra={"accepted": fresh.num_rows, "rejected": len(rejects), "duplicates": len(duplicate_rows)},
+            extra={"accepted": fresh.num_rows, "rejected": rejected, "duplicates": len(duplicate_rows)},
         )
     return EventsResponse(
         accepted=fresh.num_rows,
-        rejected=len(rejects),
+        rejected=rejected,
         duplicates=len(duplicate_rows),
         sessions=sessions,
         rejects=sorted(rejects, key=lambda r: r.row),

@@ -7,10 +7,11 @@ validation time, so one process serves one configuration.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from journey.events import EVENT_TYPES
 from journey.settings import get_settings
 
 UserId = Annotated[int, Field(ge=0, le=2**63 - 1, description="The shopper (user_activity entity).")]
@@ -103,14 +104,59 @@ class RecommendResponse(ModelResponse):
     items: list[Recommendation] = Field(description="Best first; items outside the model's vocabulary never appear.")
 
 
+# The event as the OpenAPI schema documents it (OpenAPI 3.0, as BentoML writes it). Validation does not go through it:
+# each event is checked on its own (journey.stores.push.validate_records), so one bad event is a per-row reject and
+# not a 422 of the whole batch; every constraint below is one those checks enforce.
+EVENT_ITEM_SCHEMA: Final[dict[str, Any]] = {
+    "title": "Event",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["event_id", "user_id", "session_id", "item_id", "event_type", "event_timestamp"],
+    "properties": {
+        "event_id": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Unique per event: an id stored before (JOURNEY_EVENT_DEDUP_WINDOW_S) is a duplicate.",
+        },
+        "user_id": {"type": "integer", "description": "The shopper (negative: an anonymous id the importer made)."},
+        "session_id": {"type": "string", "minLength": 1},
+        "item_id": {"type": "integer"},
+        "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
+        "event_timestamp": {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO 8601 with a time zone (none: UTC); at most 5 minutes ahead of the server clock.",
+        },
+        "price": {"type": "number", "minimum": 0, "nullable": True},
+        "category_id": {"type": "integer", "nullable": True},
+    },
+}
+EVENT_EXAMPLE: Final[dict[str, Any]] = {
+    "event_id": "e-2026-11-23-0001",
+    "user_id": 12,
+    "session_id": "s1",
+    "item_id": 3,
+    "event_type": "add_to_cart",
+    "event_timestamp": "2026-11-23T17:00:00Z",
+    "price": 9.5,
+    "category_id": 4,
+}
+
+
 class EventsRequest(_Strict):
-    events: list[dict[str, Any]] = Field(
-        min_length=1, description="Canonical events (see journey/events.py); at most JOURNEY_MAX_EVENTS."
+    # OpenAPI 3.0 (as BentoML writes it) has `example`, not JSON Schema's `examples`
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"events": [EVENT_EXAMPLE]}})
+
+    events: list[Any] = Field(
+        min_length=1,
+        description="Canonical events, at most JOURNEY_MAX_EVENTS. Each is checked on its own: a bad one is a reject "
+        "in the answer (row, field, value, reason) and the others are stored.",
+        json_schema_extra={"items": EVENT_ITEM_SCHEMA},
     )
 
     @field_validator("events")
     @classmethod
-    def _not_too_many(cls, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _not_too_many(cls, events: list[Any]) -> list[Any]:
         limit = get_settings().max_events
         if len(events) > limit:
             raise ValueError(f"at most {limit} events per request, got {len(events)}")
@@ -126,7 +172,7 @@ class Reject(BaseModel):
 
 class EventsResponse(BaseModel):
     accepted: int = Field(description="Events stored now (online and offline).")
-    rejected: int
+    rejected: int = Field(description="Events refused (each problem of each is one entry of `rejects`).")
     duplicates: int = Field(
         0,
         description="Events whose event_id was stored before (a retry, within JOURNEY_EVENT_DEDUP_WINDOW_S): "

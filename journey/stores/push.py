@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from journey.contracts import SESSION, SESSION_ACTIVITY, SESSION_ACTIVITY_FEATURES, USER
-from journey.errors import InvalidInputError
-from journey.events import EVENT_SCHEMA, ValidationResult, canonicalize, events_from_records, validate_events
+from journey.events import (
+    EVENT_SCHEMA,
+    REJECTS_SCHEMA,
+    RejectReason,
+    ValidationResult,
+    canonicalize,
+    events_from_records,
+    validate_events,
+)
 from journey.session_features import SESSION_ROW_SCHEMA, latest_per_session, session_rows
 from journey.stores.offline import OfflineTables
 from journey.stores.online_write import write_online
@@ -46,24 +54,75 @@ class PushResult:
     lag_seconds: float | None  # now - newest event time: how stale the pushed state already is
 
 
-def check_fields(records: Sequence[Mapping[str, Any]]) -> None:
-    """Unknown or missing fields are a client bug, not bad data: refuse the batch naming the field."""
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value: object) -> bool:
+    """An integer, or text of one (a JSON client may quote ids); never a bool."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+FIELD_TYPES: Final[dict[str, tuple[str, Callable[[object], bool]]]] = {
+    "event_id": ("a string", _is_text),
+    "user_id": ("an integer", _is_int),
+    "session_id": ("a string", _is_text),
+    "item_id": ("an integer", _is_int),
+    "event_type": ("a string", _is_text),
+    "event_timestamp": ("an ISO 8601 date-time string", _is_text),
+    "price": ("a number or null", _is_number),
+    "category_id": ("an integer or null", _is_int),
+}
+
+
+def field_rejects(records: Sequence[object]) -> tuple[list[int], list[dict[str, Any]]]:
+    """Per event, what is wrong with its shape: not an object, an unknown field, a required field missing or null,
+    a value of the wrong JSON type. Returns the positions of the events without such a problem (they go on to value
+    validation) and one reject per problem (row 1-based). One rule for every problem inside one event: a reject of
+    that event, never of the batch."""
+    clean: list[int] = []
+    rejects: list[dict[str, Any]] = []
+
+    def reject(i: int, fld: str, value: object, reason: RejectReason) -> None:
+        shown = None if value is None else str(value)[:200]
+        rejects.append({"row": i + 1, "field": fld, "value": shown, "reason": reason.value})
+
     for i, record in enumerate(records):
-        unknown = sorted(set(record) - KNOWN_FIELDS)
-        if unknown:
-            raise InvalidInputError(
-                f"event {i}: unknown field {unknown[0]!r}; allowed: {sorted(KNOWN_FIELDS)}",
-                field=f"events[{i}].{unknown[0]}",
-                value=record[unknown[0]],
-            )
-        missing = sorted(REQUIRED_FIELDS - set(record))
-        if missing:
-            raise InvalidInputError(f"event {i}: missing field {missing[0]!r}", field=f"events[{i}].{missing[0]}")
+        before = len(rejects)
+        if not isinstance(record, Mapping):
+            reject(i, "event", type(record).__name__, RejectReason.NOT_AN_OBJECT)
+            continue
+        for name in sorted(set(record) - KNOWN_FIELDS):
+            reject(i, str(name), record[name], RejectReason.UNKNOWN_FIELD)
+        for name in sorted(REQUIRED_FIELDS):
+            if record.get(name) is None:
+                reject(i, name, None, RejectReason.MISSING_FIELD)
+        for name, (_, ok) in FIELD_TYPES.items():
+            value = record.get(name)
+            if value is not None and not ok(value):
+                reject(i, name, value, RejectReason.WRONG_TYPE)
+        if len(rejects) == before:
+            clean.append(i)
+    return clean, rejects
 
 
-def validate_records(records: Sequence[Mapping[str, Any]], now: datetime | None = None) -> ValidationResult:
-    check_fields(records)
-    return validate_events(events_from_records([dict(r) for r in records]), now=now)
+def validate_records(records: Sequence[object], now: datetime | None = None) -> ValidationResult:
+    """Shape checks per event (`field_rejects`), then value checks (journey.events.validate_events) on the events
+    that passed them; every reject carries the event's position in `records`."""
+    clean, shape_rejects = field_rejects(records)
+    kept = [dict(cast(Mapping[str, Any], records[i])) for i in clean]
+    raw = {"event_timestamp": pa.array([str(r["event_timestamp"]) for r in kept], pa.string())}  # shown if unparsable
+    rows = np.asarray(clean, dtype=np.int64) + 1
+    result = validate_events(events_from_records(kept), now=now, source_rows=rows, raw=raw)
+    rejects = pa.concat_tables([pa.Table.from_pylist(shape_rejects, schema=REJECTS_SCHEMA), result.rejects])
+    rejects = rejects.sort_by([("row", "ascending")])
+    return ValidationResult(valid=result.valid, rejects=rejects, rows_in=len(records))
 
 
 def read_session_state(store: FeatureStore, session_ids: list[str]) -> pa.Table:

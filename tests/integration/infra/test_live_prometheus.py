@@ -65,8 +65,8 @@ def _next_action(shop: Shop, i: int) -> dict[str, Any]:
 
 def _events(shop: Shop, i: int) -> dict[str, Any]:
     """Fresh sessions' views (never the shop's sessions, which other checks read); a bad event now and then, alone
-    (the batch is refused: 422) or beside a good one (stored, the bad one reported: 200); now and then a purchase by
-    a user the load asked predictions for (an A/B conversion)."""
+    or beside a good one (a per-row reject either way: 200, the good one stored); now and then a purchase by a user
+    the load asked predictions for (an A/B conversion)."""
     stamp = (datetime.now(UTC) - timedelta(minutes=2)).isoformat()
 
     def event(event_type: str, user_id: int = 1) -> dict[str, Any]:
@@ -216,8 +216,8 @@ def test_prometheus_counts_the_load_with_its_bad_requests_and_no_server_error(ob
     http_4xx = prometheus.query('sum(bentoml_service_request_total{http_response_code=~"4.."})')
 
     # bodies that fail schema validation are refused before an endpoint runs: only BentoML's HTTP metric has them
-    assert float(http_4xx[0]["value"][1]) >= 3 * bad_batches
-    assert by_status["422"] == bad_batches  # /events batches of bad events only
+    assert float(http_4xx[0]["value"][1]) >= 2 * bad_batches
+    assert "422" not in by_status  # a bad event is a reject inside a 200, even alone in its batch
     assert sum(by_status.values()) == observed.sent - 2 * bad_batches
     assert not [status for status in by_status if status.startswith("5")]
     rejected = prometheus.query('sum(journey_events_total{status="rejected"})')
