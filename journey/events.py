@@ -360,9 +360,10 @@ def events_from_records(records: Sequence[dict[str, object]]) -> pa.Table:
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
+                # in UTC now: an offset that takes year 1 or 9999 out of range is unparsable, not a crash later
+                return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            except (ValueError, OverflowError):
                 return None
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         return None
 
     def coerce_float(value: object) -> float | None:

@@ -2,7 +2,8 @@
 
 - `GET /readyz` answers with the serving state (model versions, execution provider, problems) as JSON: 200 when
   ready, 503 otherwise. BentoML's own probe only says 200/503; operators and `make demo` want to see *what* is up.
-- Request bodies over `JOURNEY_MAX_BODY_BYTES` get 413 before they are read (a multi-MB JSON would otherwise be
+- A body that is not `application/json` gets 415 (BentoML would answer 500). Request bodies over
+  `JOURNEY_MAX_BODY_BYTES` get 413 before they are read (a multi-MB JSON would otherwise be
   parsed in full before validation refuses it).
 - BentoML answers pydantic validation errors with 400; the platform contract (DESIGN.md) is 422 with the field
   named, so a 400 from an API route becomes 422 (the body, pydantic's `detail` with `loc`, is kept).
@@ -10,6 +11,8 @@
   lookup, so it is answered here from a handler the worker publishes (serving.journey_map does the work), with the
   same error shape: `{"error", "field"}` and the status of the raised Journey error (404 unknown user, 422 bad id,
   503 store or chain unavailable).
+- `GET /docs.json`: BentoML's OpenAPI document with the answers it does not list (413, 422, 503 and the error
+  shape) and the routes served here (serving.openapi), so client generators and API fuzzers know what to expect.
 - `/admin/...` (serving.admin: deploy, route set/shadow/clear, rollback, route show, reload): only with
   `Authorization: Bearer <JOURNEY_ADMIN_TOKEN>`, compared in constant time; 401 otherwise (and while the worker has
   no token), before the body is read. Same error shape; JSON bodies up to the body limit.
@@ -29,6 +32,7 @@ from urllib.parse import parse_qs, unquote
 from journey.errors import ServiceUnavailableError
 from serving import metrics
 from serving.errors import error_answer, http_status
+from serving.openapi import documented
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,6 +43,7 @@ StatusFn = Callable[[], dict[str, Any]]
 JourneyFn = Callable[[str, str | None], dict[str, Any]]  # (raw user id, raw session id) -> body; raises on errors
 AdminFn = Callable[[str, str, dict[str, str], dict[str, Any]], tuple[int, dict[str, Any]]]
 JOURNEY_PREFIX = "/journey/"
+DOCS_JSON = "/docs.json"
 ADMIN_PREFIX = "/admin/"
 
 log = logging.getLogger(__name__)
@@ -120,7 +125,8 @@ async def _journey_answer(scope: Scope, send: Send) -> None:
     """`GET /journey/{user_id}`: the published handler runs in a thread (it reads the online store)."""
     started, status = time.perf_counter(), 200
     raw_user = unquote(scope["path"][len(JOURNEY_PREFIX) :])
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    # blank values kept: `?session_id=` is an empty session id (422), not a request without one
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     session = query.get("session_id", [None])[-1]
     try:
         if not _journey:
@@ -165,17 +171,44 @@ class JourneyHTTP:
         if path.startswith(ADMIN_PREFIX):
             await _admin_answer(scope, receive, send, self.max_body_bytes)
             return
+        if path == DOCS_JSON and scope["method"] == "GET":
+            await self._docs(scope, receive, send)
+            return
         if path not in self.api_paths:
             await self.app(scope, receive, send)
             return
         await self._api(scope, receive, send)
 
+    async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """BentoML's OpenAPI document with what this middleware answers added (serving.openapi)."""
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if start.get("status") != 200:
+            await send(start)
+            await send({"type": "http.response.body", "body": b"".join(chunks)})
+            return
+        await _json(send, 200, documented(json.loads(b"".join(chunks)), self.api_paths))
+
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An API route: the body bounded (413), a 400 or 422 answered as 422 in the one error shape."""
         too_large = {"error": f"request body over {self.max_body_bytes} bytes", "field": "body"}
-        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_body_bytes:
             await _json(send, 413, too_large)
+            return
+        media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media != b"application/json":  # BentoML answers another media type with a 500 of its own
+            refused = {"error": f"content-type must be application/json, not {media.decode(errors='replace')}"}
+            await _json(send, 415, refused | {"field": "content-type"})
             return
         started = False
         overflowed = False

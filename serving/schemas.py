@@ -9,17 +9,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, computed_field, field_validator
 
 from journey.events import EVENT_TYPES
 from journey.settings import get_settings
 
 UserId = Annotated[int, Field(ge=0, le=2**63 - 1, description="The shopper (user_activity entity).")]
-SessionId = Annotated[str, Field(min_length=1, max_length=128, description="The shopping session.")]
+# no NUL: PostgreSQL text (the prod prediction log) cannot hold it
+SessionId = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$", description="The shopping session.")
+]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Exactly the documented types: no unknown fields, no coercion (`false` is not the user 0, `"12"` not 12)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _not_null(value: object, info: ValidationInfo) -> object:
+    """An optional field may be left out, but not sent as null: the schema does not allow null, and a client that
+    sends it has a bug worth hearing about (omitting the field is the way to say "none")."""
+    if value is None:
+        raise ValueError(f"{info.field_name} may be left out but not null")
+    return value
 
 
 class Candidate(_Strict):
@@ -35,12 +48,16 @@ class ModelRequest(_Strict):
     user_id: UserId
     session_id: SessionId | None = Field(None, description="Current session; omitted: no session features.")
 
+    _session_not_null = field_validator("session_id", mode="before")(_not_null)
+
 
 class PurchaseRequest(ModelRequest):
     items: list[Candidate] = Field(min_length=1, description="Candidates to score (at most JOURNEY_MAX_CANDIDATES).")
     request_ts: int | None = Field(
         None, ge=0, le=4_102_444_800, description="Unix seconds of the request (default: now); drives time features."
     )
+
+    _request_ts_not_null = field_validator("request_ts", mode="before")(_not_null)
 
     @field_validator("items")
     @classmethod
@@ -118,9 +135,13 @@ EVENT_ITEM_SCHEMA: Final[dict[str, Any]] = {
             "minLength": 1,
             "description": "Unique per event: an id stored before (JOURNEY_EVENT_DEDUP_WINDOW_S) is a duplicate.",
         },
-        "user_id": {"type": "integer", "description": "The shopper (negative: an anonymous id the importer made)."},
+        "user_id": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The shopper (negative: an anonymous id the importer made).",
+        },
         "session_id": {"type": "string", "minLength": 1},
-        "item_id": {"type": "integer"},
+        "item_id": {"type": "integer", "format": "int64"},
         "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
         "event_timestamp": {
             "type": "string",
@@ -128,7 +149,7 @@ EVENT_ITEM_SCHEMA: Final[dict[str, Any]] = {
             "description": "ISO 8601 with a time zone (none: UTC); at most 5 minutes ahead of the server clock.",
         },
         "price": {"type": "number", "minimum": 0, "nullable": True},
-        "category_id": {"type": "integer", "nullable": True},
+        "category_id": {"type": "integer", "format": "int64", "nullable": True},
     },
 }
 EVENT_EXAMPLE: Final[dict[str, Any]] = {
@@ -145,7 +166,7 @@ EVENT_EXAMPLE: Final[dict[str, Any]] = {
 
 class EventsRequest(_Strict):
     # OpenAPI 3.0 (as BentoML writes it) has `example`, not JSON Schema's `examples`
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"events": [EVENT_EXAMPLE]}})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": {"events": [EVENT_EXAMPLE]}})
 
     events: list[Any] = Field(
         min_length=1,

@@ -54,15 +54,28 @@ class PushResult:
     lag_seconds: float | None  # now - newest event time: how stale the pushed state already is
 
 
+INT64: Final = range(-(2**63), 2**63)
+
+
 def _is_text(value: object) -> bool:
-    return isinstance(value, str)
+    """A string that every store can hold: valid Unicode (JSON's escapes can carry a lone surrogate) without NUL
+    (PostgreSQL text cannot hold it)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_int(value: object) -> bool:
-    """An integer, or text of one (a JSON client may quote ids); never a bool."""
+    """A 64-bit integer, or text of one (a JSON client may quote ids); never a bool."""
     if isinstance(value, bool):
         return False
-    return isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    return isinstance(value, int) and value in INT64
 
 
 def _is_number(value: object) -> bool:
@@ -71,13 +84,13 @@ def _is_number(value: object) -> bool:
 
 FIELD_TYPES: Final[dict[str, tuple[str, Callable[[object], bool]]]] = {
     "event_id": ("a string", _is_text),
-    "user_id": ("an integer", _is_int),
+    "user_id": ("a 64-bit integer", _is_int),
     "session_id": ("a string", _is_text),
-    "item_id": ("an integer", _is_int),
+    "item_id": ("a 64-bit integer", _is_int),
     "event_type": ("a string", _is_text),
     "event_timestamp": ("an ISO 8601 date-time string", _is_text),
     "price": ("a number or null", _is_number),
-    "category_id": ("an integer or null", _is_int),
+    "category_id": ("a 64-bit integer or null", _is_int),
 }
 
 
@@ -90,7 +103,8 @@ def field_rejects(records: Sequence[object]) -> tuple[list[int], list[dict[str, 
     rejects: list[dict[str, Any]] = []
 
     def reject(i: int, fld: str, value: object, reason: RejectReason) -> None:
-        shown = None if value is None else str(value)[:200]
+        # shown as text any store can hold: a lone surrogate becomes its escape
+        shown = None if value is None else str(value)[:200].encode("utf-8", "backslashreplace").decode()
         rejects.append({"row": i + 1, "field": fld, "value": shown, "reason": reason.value})
 
     for i, record in enumerate(records):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from journey.errors import InvalidInputError
 from journey.model_inputs import NextItemInputSpec, next_item_inputs
 from journey.onnx_contract import NEXT_ITEM_OUTPUT_NAMES
 from serving import metrics
@@ -34,15 +33,11 @@ class RecommendPredictor:
         return cls(model, reader, NextItemInputSpec.from_dict(params["input_spec"]))
 
     def prepare(self, request: RecommendRequest) -> Prepared:
-        if request.k > self.spec.top_k:
-            raise InvalidInputError(
-                f"k must be at most {self.spec.top_k} (the items next_item v{self.model.version} returns per request)",
-                field="k",
-                value=request.k,
-            )
+        """k over the version's top_k answers top_k items: the variants of an A/B split may differ in top_k, and a
+        request valid for one must not be refused by the other (the schema cannot know which will answer)."""
         rows: list[Row] = [{"session_id": request.session_id}]
         columns, ages, degraded = read_features(self.reader, rows, self.spec.source_features)
-        return Prepared(next_item_inputs(columns, self.spec), 1, degraded, ages, request.k)
+        return Prepared(next_item_inputs(columns, self.spec), 1, degraded, ages, min(request.k, self.spec.top_k))
 
     def respond(self, prepared: Prepared, outputs: Outputs) -> RecommendResponse:
         ids_name, scores_name = self.OUTPUT

@@ -65,6 +65,12 @@ def test_journey_with_an_overlong_session_id_is_422_naming_it(server: Server, sh
     assert response.json()["field"] == "session_id"
 
 
+def test_journey_with_an_empty_session_id_is_422_naming_it(server: Server, shop: Shop) -> None:
+    response = _get(server, f"/journey/{shop.sessions[0].user_id}?session_id=")
+    assert response.status_code == 422
+    assert response.json()["field"] == "session_id"
+
+
 def test_readyz_names_the_journey_chain_that_answers(server: Server, shop: Shop) -> None:
     journey = _get(server, "/readyz").json()["journey"]
     assert journey["path"] == str(shop.settings.journey_chain_path)

@@ -74,3 +74,28 @@ def test_a_batch_where_every_event_is_bad_validates_to_no_rows() -> None:
     result = validate_records(["x", {"colour": "red"}], now=NOW)
 
     assert result.valid.num_rows == 0 and result.rows_rejected == 2
+
+
+def test_ids_beyond_64_bits_and_text_no_store_can_hold_are_wrong_types() -> None:
+    records = [
+        good(1, user_id=2**70),
+        good(2, category_id=-(2**64)),
+        good(3, session_id="s\ud9b8"),
+        good(4, event_id="e\x004"),
+    ]
+
+    assert _rejects(records) == [
+        (1, "user_id", str(2**70), "wrong_type"),
+        (2, "category_id", str(-(2**64)), "wrong_type"),
+        (3, "session_id", "s\\ud9b8", "wrong_type"),  # shown escaped
+        (4, "event_id", "e\x004", "wrong_type"),
+    ]
+
+
+def test_a_timestamp_whose_offset_leaves_the_calendar_is_unparsable_not_a_crash() -> None:
+    records = [
+        good(1, event_timestamp="0001-01-01T00:00:00+14:00"),
+        good(2, event_timestamp="9999-12-31T23:59:59-14:00"),
+    ]
+
+    assert [reason for *_, reason in _rejects(records)] == ["unparsable_timestamp", "unparsable_timestamp"]

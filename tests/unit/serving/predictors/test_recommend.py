@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from journey.errors import InvalidInputError
 from journey.model_inputs import NextItemInputSpec
 from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES, NEXT_ITEM_OUTPUT_NAMES
 from serving.predictors.base import ModelInfo
@@ -26,10 +25,9 @@ def outputs() -> dict[str, np.ndarray]:
     return dict(zip(NEXT_ITEM_OUTPUT_NAMES, (ids, scores), strict=True))
 
 
-def test_k_over_the_models_top_k_is_refused_naming_k() -> None:
-    with pytest.raises(InvalidInputError) as caught:
-        predictor().prepare(RecommendRequest(user_id=1, session_id="s", k=6))
-    assert caught.value.field == "k"
+def test_k_over_the_models_top_k_answers_top_k_items() -> None:
+    prepared = predictor().prepare(RecommendRequest(user_id=1, session_id="s", k=6))
+    assert prepared.context == SPEC.top_k
 
 
 def test_without_an_online_store_the_inputs_are_an_empty_session_flagged_degraded() -> None:

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from journey import contracts as c
-from journey.errors import InvalidInputError
 from journey.model_inputs import next_item_inputs
 from journey.model_inputs.columns import ITEMS, TYPES
 from serving.predictors.base import ModelInfo
@@ -123,7 +122,7 @@ def test_each_kind_answers_recommend_through_the_runtime_and_the_predictor(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_each_kind_answers_a_session_the_store_does_not_know_and_refuses_k_over_its_top_k(
+def test_each_kind_answers_a_session_the_store_does_not_know_and_caps_k_at_its_top_k(
     kind: str, served: dict[str, Served]
 ) -> None:
     predictor, runtime = _predictor(served[kind], SessionReader(*served[kind].session))
@@ -133,7 +132,5 @@ def test_each_kind_answers_a_session_the_store_does_not_know_and_refuses_k_over_
 
     assert prepared.feeds["lengths"].tolist() == [0] and not response.degraded
     assert len(response.items) == TOP_K and all(np.isfinite(item.score) for item in response.items)
-    with pytest.raises(InvalidInputError) as raised:
-        predictor.prepare(RecommendRequest(user_id=1, session_id=SESSION, k=TOP_K + 1))
-    assert raised.value.field == "k"
+    assert predictor.prepare(RecommendRequest(user_id=1, session_id=SESSION, k=TOP_K + 1)).context == TOP_K
     assert runtime.provider == "CPUExecutionProvider"
