@@ -40,7 +40,8 @@ def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def test_every_generated_request_gets_a_documented_answer_and_no_server_error(fuzzed: Server, tmp_path: Path) -> None:
     command = [str(SCHEMATHESIS), "--config-file", str(CONFIG), "--no-color", "run", f"{fuzzed.url}/docs.json"]
     command += ["--seed", SEED, "--report-dir", str(tmp_path)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # in tmp_path: Schemathesis keeps a cache (.schemathesis/) in its working directory
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
 
     assert run.returncode == 0, f"schemathesis found failures:\n{run.stdout[-12000:]}\n{run.stderr[-2000:]}"
     assert "8 selected / 9 total" not in run.stdout  # every operation was tested
