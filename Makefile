@@ -15,7 +15,7 @@ REAL_SAMPLES := retailrocket:retailrocket:retailrocket_sample/events.csv.gz \
 	taobao:taobao:taobao_userbehavior_head/UserBehavior_head.csv.gz
 
 
-.PHONY: help install demo serve evaluate-real analyze-real test lint format bench bench-gpu clean
+.PHONY: help install demo serve evaluate-real analyze-real test lint format bench soak bench-gpu clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -114,6 +114,9 @@ format: install ## Apply ruff fixes and formatting
 
 bench: install ## Run the benchmarks; writes reports/bench.json and reports/bench.md
 	$(BIN)/python -m benchmarks $(ARGS)
+
+soak: install ## Mixed traffic for 10 minutes against a prod-profile deployment (reports/soak/; ARGS="--minutes 2")
+	$(BIN)/python -m benchmarks.soak $(ARGS)
 
 bench-gpu: install ## ONNX Runtime CUDA vs CPU on the production models (reports/gpu/; CPU-only report without a GPU)
 	$(BIN)/journey bench gpu $(ARGS)

@@ -36,7 +36,7 @@ from benchmarks.harness import Case, Result
 
 
 @contextlib.contextmanager
-def _terminated_cleanly() -> Iterator[None]:
+def terminated_cleanly() -> Iterator[None]:
     """SIGTERM (`timeout`, a CI runner) raises SystemExit here, so the `finally` blocks stop the servers (they run
     in sessions of their own: nothing else would) and drop the schemas, instead of the process just vanishing."""
     import threading
@@ -58,7 +58,7 @@ def _terminated_cleanly() -> Iterator[None]:
 def run(quick: bool) -> list[Result]:
     """Deployment -> (e) cold starts one at a time -> the three servers -> rows (a)-(d), then (e)'s rows."""
     sizes = QUICK if quick else FULL
-    with _terminated_cleanly(), deployment(sizes) as dep:
+    with terminated_cleanly(), deployment(sizes) as dep:
         logs = dep.root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         starts = cold_starts(dep.env, logs)
