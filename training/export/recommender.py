@@ -14,10 +14,10 @@ within the tolerance and ids exactly, except inside a tie (`ranking_diff`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import onnx
@@ -33,7 +33,8 @@ from training.export.torch_onnx import torch_onnx_export
 if TYPE_CHECKING:
     import torch
 
-_INDEX_INPUT, _INDEX_OUTPUT, _ID_TABLE = "item_index", "top_indices", "vocabulary_item_ids"
+INDEX_INPUT: Final = "item_index"  # the vocabulary index of each step: the LabelEncoder's output, the module's input
+_INDEX_OUTPUT, _ID_TABLE = "top_indices", "vocabulary_item_ids"
 ONNX_ML_DOMAIN, ONNX_ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys and values
 
 
@@ -54,6 +55,34 @@ def export_recommender(
     same mapping in numpy) is what parity compares against, on the raw-id `holdout` (NEXT_ITEM_INPUT_NAMES), at
     the held-out batch and at 1, 7 and 1024 rows: scores within `tolerance`, ids equal except inside a tie.
     """
+    return export_behind_index(
+        module,
+        holdout,
+        path,
+        native=native,
+        tolerance=tolerance,
+        module_inputs=NEXT_ITEM_INPUT_NAMES[1:],
+        module_outputs=(_INDEX_OUTPUT, "scores"),
+        rewrite=lambda model: _with_vocabulary(model, vocabulary),
+    )
+
+
+def export_behind_index(
+    module: torch.nn.Module,
+    holdout: dict[str, np.ndarray],
+    path: Path,
+    *,
+    native: NativeFn,
+    tolerance: float,
+    module_inputs: Sequence[str],
+    module_outputs: Sequence[str],
+    rewrite: Callable[[onnx.ModelProto], onnx.ModelProto],
+) -> ExportReport:
+    """The export both torch recommenders share: `module(item_index, *module_inputs) -> module_outputs` exported
+    with torch, the graph handed to `rewrite` (which puts the LabelEncoder of item ids in front, and whatever else
+    the module leaves to ONNX), parity-checked against `native` on the raw-id `holdout` with `ranking_diff`, and the
+    metadata of a NEXT_ITEM_INPUT_NAMES -> NEXT_ITEM_OUTPUT_NAMES recommender written; nothing is left at `path`
+    when anything fails."""
     import torch  # loaded on use: see torch_onnx.py
 
     if set(holdout) != set(NEXT_ITEM_INPUT_NAMES):
@@ -65,15 +94,14 @@ def export_recommender(
     example = {name: resize_rows(values, example_rows) for name, values in feeds.items()}
     args = (
         torch.zeros(example["item_ids"].shape, dtype=torch.int64),
-        *(torch.from_numpy(example[name]) for name in NEXT_ITEM_INPUT_NAMES[1:]),
+        *(torch.from_numpy(example[name]) for name in module_inputs),
     )
     module.eval()
-    index_names = [_INDEX_INPUT, *NEXT_ITEM_INPUT_NAMES[1:]]
     with staged(path) as staging:
-        exporter = torch_onnx_export(module, args, staging, index_names, [_INDEX_OUTPUT, "scores"])
+        exporter = torch_onnx_export(module, args, staging, [INDEX_INPUT, *module_inputs], list(module_outputs))
         onnx_model = onnx.load(str(staging))
         remove_side_files(staging)
-        onnx.save_model(_with_vocabulary(onnx_model, vocabulary), str(staging), save_as_external_data=False)
+        onnx.save_model(rewrite(onnx_model), str(staging), save_as_external_data=False)
         diffs = check_parity(staging, native, feeds, tolerance=tolerance, compare=ranking_diff(tolerance))
         report = ExportReport(
             path=path,
@@ -132,13 +160,13 @@ def _with_vocabulary(model: onnx.ModelProto, vocabulary: np.ndarray) -> onnx.Mod
     graph = model.graph
     inputs = [i.name for i in graph.input]
     outputs = [o.name for o in graph.output]
-    if _INDEX_INPUT not in inputs or outputs != [_INDEX_OUTPUT, "scores"]:
+    if INDEX_INPUT not in inputs or outputs != [_INDEX_OUTPUT, "scores"]:
         raise JourneyError(f"exported recommender has inputs {inputs} and outputs {outputs}")
     ids = np.asarray(vocabulary, dtype=np.int64)
     encode = helper.make_node(
         "LabelEncoder",
         [NEXT_ITEM_INPUT_NAMES[0]],
-        [_INDEX_INPUT],
+        [INDEX_INPUT],
         domain=ONNX_ML_DOMAIN,
         keys_int64s=ids.tolist(),
         values_int64s=list(range(1, len(ids) + 1)),
@@ -150,7 +178,7 @@ def _with_vocabulary(model: onnx.ModelProto, vocabulary: np.ndarray) -> onnx.Mod
     del graph.node[:]
     graph.node.extend(nodes)
     for value in graph.input:
-        if value.name == _INDEX_INPUT:
+        if value.name == INDEX_INPUT:
             value.name = NEXT_ITEM_INPUT_NAMES[0]
     indices = next(o for o in graph.output if o.name == _INDEX_OUTPUT)
     shape = [d.dim_param or d.dim_value for d in indices.type.tensor_type.shape.dim]

@@ -16,26 +16,21 @@ and at 1, 7 and 1024 rows.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper
 
-from journey.errors import InvalidInputError, JourneyError
+from journey.errors import JourneyError
 from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES, NEXT_ITEM_OUTPUT_NAMES
-from journey.registry import sha256_of  # the hash the registry checks at registration, computed the same way
-from training.export.onnx_files import ExportReport, remove_side_files, staged, write_metadata
-from training.export.parity import NativeFn, check_parity, resize_rows
-from training.export.recommender import ONNX_ML_DOMAIN, ONNX_ML_OPSET, ranking_diff
-from training.export.torch_onnx import torch_onnx_export
+from training.export.onnx_files import ExportReport
+from training.export.parity import NativeFn
+from training.export.recommender import INDEX_INPUT, ONNX_ML_DOMAIN, ONNX_ML_OPSET, export_behind_index
 
 if TYPE_CHECKING:
     import torch
-
-INDEX_INPUT: Final = "item_index"
 
 
 def export_session_recommender(
@@ -50,38 +45,16 @@ def export_session_recommender(
     """Export `module(item_index, item_ids, event_types, lengths) -> (recommended_item_ids, scores)` behind a
     LabelEncoder of `vocabulary` (index i + 1 is item `vocabulary[i]`, 0 any other id), checked against `native` (the
     same module fed by the numpy mapping) on the raw-id `holdout`; nothing is left at `path` when parity fails."""
-    import torch  # loaded on use: see torch_onnx.py
-
-    if set(holdout) != set(NEXT_ITEM_INPUT_NAMES):
-        raise InvalidInputError(
-            f"holdout inputs {sorted(holdout)} differ from {list(NEXT_ITEM_INPUT_NAMES)}", field="holdout"
-        )
-    feeds = {name: np.ascontiguousarray(holdout[name], dtype=np.int64) for name in NEXT_ITEM_INPUT_NAMES}
-    example_rows = max(2, min(8, len(feeds["lengths"])))  # torch.export specialises a size-1 axis
-    example = {name: resize_rows(values, example_rows) for name, values in feeds.items()}
-    args = (
-        torch.zeros(example["item_ids"].shape, dtype=torch.int64),
-        *(torch.from_numpy(example[name]) for name in NEXT_ITEM_INPUT_NAMES),
+    return export_behind_index(
+        module,
+        holdout,
+        path,
+        native=native,
+        tolerance=tolerance,
+        module_inputs=NEXT_ITEM_INPUT_NAMES,
+        module_outputs=NEXT_ITEM_OUTPUT_NAMES,
+        rewrite=lambda model: _index_in_graph(model, vocabulary),
     )
-    module.eval()
-    with staged(path) as staging:
-        names = [INDEX_INPUT, *NEXT_ITEM_INPUT_NAMES]
-        exporter = torch_onnx_export(module, args, staging, names, list(NEXT_ITEM_OUTPUT_NAMES))
-        onnx_model = onnx.load(str(staging))
-        remove_side_files(staging)
-        onnx.save_model(_index_in_graph(onnx_model, vocabulary), str(staging), save_as_external_data=False)
-        diffs = check_parity(staging, native, feeds, tolerance=tolerance, compare=ranking_diff(tolerance))
-        report = ExportReport(
-            path=path,
-            sha256="",
-            framework="torch",
-            exporter=exporter,
-            input_names=NEXT_ITEM_INPUT_NAMES,
-            output_names=NEXT_ITEM_OUTPUT_NAMES,
-            max_abs_diff=diffs,
-        )
-        write_metadata(staging, report, feature_order=NEXT_ITEM_INPUT_NAMES)
-    return replace(report, sha256=sha256_of(path))
 
 
 def _index_in_graph(model: onnx.ModelProto, vocabulary: np.ndarray) -> onnx.ModelProto:
