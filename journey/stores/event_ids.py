@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -107,8 +108,7 @@ class SqliteLedger:
 
     def claim(self, ids: Sequence[str]) -> list[Claim]:
         now, claims = time.time(), []
-        self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: check and claim are atomic
-        try:
+        with self._transaction():  # one writer at a time: check and claim are atomic
             for event_id in ids:
                 row = self._db.execute(
                     "SELECT state, expires FROM event_ids WHERE event_id = ?", (event_id,)
@@ -118,10 +118,6 @@ class SqliteLedger:
                     continue
                 self._db.execute("INSERT OR REPLACE INTO event_ids VALUES (?, 'p', ?)", (event_id, now + self._lease_s))
                 claims.append(Claim.NEW)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return claims
 
     def confirm(self, ids: Sequence[str]) -> None:
@@ -136,22 +132,20 @@ class SqliteLedger:
         with self._transaction():
             self._db.executemany("DELETE FROM event_ids WHERE event_id = ? AND state = 'p'", [(i,) for i in ids])
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE (the write lock first, so a check and the write it decides are atomic), then COMMIT, or
+        ROLLBACK when anything raised."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
 def open_ledger(settings: Settings) -> EventIdLedger:

@@ -10,6 +10,7 @@ is the assertion message.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.serving.conftest import SESSION_SETUP_TIMEOUT_S, ProdProject, Server, Shop, serve
+from tests.integration.serving.conftest import SESSION_SETUP_TIMEOUT_S, Server, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(SESSION_SETUP_TIMEOUT_S)]
 
@@ -44,7 +45,4 @@ def test_every_generated_request_gets_a_documented_answer_and_no_server_error(fu
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
 
     assert run.returncode == 0, f"schemathesis found failures:\n{run.stdout[-12000:]}\n{run.stderr[-2000:]}"
-    assert "8 selected / 9 total" not in run.stdout  # every operation was tested
-
-
-_ = (Shop, ProdProject)  # the fixtures `fuzzed` asks for by name
+    assert re.search(r"Operations:\s+(\d+) selected / \1 total", run.stdout), run.stdout[:2000]  # none left out
