@@ -21,6 +21,7 @@ import torch
 from journey.errors import InvalidInputError
 from journey.model_inputs import next_item_inputs
 from journey.onnx_contract import EXPORTER_TORCH_DYNAMO, NEXT_ITEM_INPUT_NAMES, NEXT_ITEM_OUTPUT_NAMES
+from tests.factories.rankings import assert_same_ranking, ort_session, rows_of
 from tests.factories.session_frames import session_training_frame
 from training.export import ExportReport, read_metadata
 from training.labels import label_ids, next_item_entities
@@ -34,7 +35,6 @@ from training.splits import time_split
 
 TOP_K = 15
 SEED = 5
-TIE = 1e-6
 SMALL: dict[str, Any] = {"seq_len": 8, "top_k": TOP_K, "embedding_dim": 16, "max_steps": 150, "eval_every": 25}
 SMALL |= {"batch_size": 128, "sampled_negatives": 64, "holdout_rows": 64, "patience": 3, "lr": 5e-3}
 SASREC = SASRecConfig(**SMALL, heads=2, layers=1)
@@ -68,28 +68,6 @@ def exported(
     folder = tmp_path_factory.mktemp("neural")
     holdout = {name: values[: SASREC.holdout_rows] for name, values in split.test.items()}
     return {name: model.export(folder / f"{name}.onnx", holdout, TOP_K) for name, model in fitted.items()}
-
-
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def _rows(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    take = np.arange(batch) % len(inputs["lengths"])
-    return {name: np.ascontiguousarray(values[take]) for name, values in inputs.items()}
-
-
-def _assert_same_ranking(ids: np.ndarray, scores: np.ndarray, want_ids: np.ndarray, want_scores: np.ndarray) -> None:
-    """Scores within 1e-4; ids equal wherever the wanted score is not within TIE of a neighbour's."""
-    np.testing.assert_allclose(scores, want_scores, atol=1e-4)
-    gap = np.abs(np.diff(want_scores.astype(np.float64), axis=1))
-    tied = np.zeros(ids.shape, dtype=bool)
-    tied[:, :-1] |= gap <= TIE
-    tied[:, 1:] |= gap <= TIE
-    tied[:, -1] = True
-    assert not ((ids != want_ids) & ~tied).any()
 
 
 def _untrained(kind: str, n_items: int = 30, repeat: bool = True) -> SessionNet:
@@ -220,10 +198,10 @@ def test_the_validation_loss_and_rank_are_those_of_the_answer(kind: str) -> None
 def test_the_graph_answers_as_recommend_does(
     kind: str, batch: int | str, fitted: dict[str, NeuralRecommender], exported: dict[str, ExportReport], split: Split
 ) -> None:
-    inputs = _rows(split.test, SASREC.holdout_rows if batch == "held-out" else int(batch))
-    ids, scores = _session(exported[kind].path).run(None, inputs)
+    inputs = rows_of(split.test, SASREC.holdout_rows if batch == "held-out" else int(batch))
+    ids, scores = ort_session(exported[kind].path).run(None, inputs)
     want_ids, want_scores = fitted[kind].recommend(inputs, TOP_K)
-    _assert_same_ranking(ids, scores, want_ids, want_scores)
+    assert_same_ranking(ids, scores, want_ids, want_scores)
 
 
 @pytest.mark.slow
@@ -234,7 +212,7 @@ def test_the_export_passed_parity_and_names_the_recommender_contract(
     report = exported[kind]
     assert report.exporter == EXPORTER_TORCH_DYNAMO
     assert set(report.max_abs_diff) == {SASREC.holdout_rows, 1, 7, 1024} and report.parity_max_abs_diff <= 1e-4
-    session = _session(report.path)
+    session = ort_session(report.path)
     assert tuple(i.name for i in session.get_inputs()) == NEXT_ITEM_INPUT_NAMES
     assert tuple(o.name for o in session.get_outputs()) == NEXT_ITEM_OUTPUT_NAMES
     assert json.loads(read_metadata(report.path)["journey.input_names"]) == list(NEXT_ITEM_INPUT_NAMES)
@@ -253,9 +231,9 @@ def test_the_graph_names_a_session_item_the_vocabulary_does_not_know(
         "session_last_event_types": [["view", "view", "view", "add_to_cart"], [], ["view", "view"]],
     }
     inputs = next_item_inputs(columns, SASREC.input_spec())
-    ids, scores = _session(exported[kind].path).run(None, inputs)
+    ids, scores = ort_session(exported[kind].path).run(None, inputs)
     want_ids, want_scores = model.recommend(inputs, TOP_K)
-    _assert_same_ranking(ids, scores, want_ids, want_scores)
+    assert_same_ranking(ids, scores, want_ids, want_scores)
     assert stranger in ids[0].tolist() and stranger in ids[2].tolist() and stranger not in ids[1].tolist()
     assert np.isfinite(scores).all() and (scores[1] > 0).all()  # an empty session: the popular items
 

@@ -22,6 +22,7 @@ import pytest
 from journey.errors import InvalidInputError
 from journey.model_inputs import next_item_inputs
 from journey.onnx_contract import NEXT_ITEM_INPUT_NAMES, NEXT_ITEM_OUTPUT_NAMES
+from tests.factories.rankings import TIE, assert_same_ranking, ort_session, rows_of
 from tests.factories.session_frames import session_training_frame
 from training.export import ExportReport, read_metadata
 from training.labels import label_ids, next_item_entities
@@ -45,7 +46,6 @@ from training.splits import time_split
 RUN = NextItemConfig(seq_len=8, top_k=15, holdout_rows=64)
 TOP_K = 15
 SEED = 5
-TIE = 1e-6
 INDEX_KINDS = ("popularity", "markov", "covisitation", "sknn")
 # small searches: the module fits every kind, and the trainer test fits them again
 SMALL: dict[str, Any] = {
@@ -83,28 +83,6 @@ def exported(fitted: dict[str, Any], split: Split, tmp_path_factory: pytest.Temp
     return {name: model.export(folder / f"{name}.onnx", holdout, TOP_K) for name, model in fitted.items()}
 
 
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def _rows(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    take = np.arange(batch) % len(inputs["lengths"])
-    return {name: np.ascontiguousarray(values[take]) for name, values in inputs.items()}
-
-
-def _assert_same_ranking(ids: np.ndarray, scores: np.ndarray, want_ids: np.ndarray, want_scores: np.ndarray) -> None:
-    """Scores within 1e-4; ids equal wherever the wanted score is not within TIE of a neighbour's."""
-    np.testing.assert_allclose(scores, want_scores, atol=1e-4)
-    gap = np.abs(np.diff(want_scores.astype(np.float64), axis=1))
-    tied = np.zeros(ids.shape, dtype=bool)
-    tied[:, :-1] |= gap <= TIE
-    tied[:, 1:] |= gap <= TIE
-    tied[:, -1] = True
-    assert not ((ids != want_ids) & ~tied).any()
-
-
 # --------------------------------------------------------------------------------------------------------------
 # The graphs against `recommend`
 # --------------------------------------------------------------------------------------------------------------
@@ -115,14 +93,14 @@ def _assert_same_ranking(ids: np.ndarray, scores: np.ndarray, want_ids: np.ndarr
 def test_the_graph_answers_as_recommend_does(
     kind: str, batch: int | str, fitted: dict[str, Any], exported: dict[str, ExportReport], split: Split
 ) -> None:
-    inputs = split.test if batch == "held-out" else _rows(split.test, int(batch))
+    inputs = split.test if batch == "held-out" else rows_of(split.test, int(batch))
 
-    ids, scores = _session(exported[kind].path).run(None, inputs)
+    ids, scores = ort_session(exported[kind].path).run(None, inputs)
     want_ids, want_scores = fitted[kind].recommend(inputs, TOP_K)
 
     assert ids.dtype == np.int64 and scores.dtype == np.float32
     assert ids.shape == scores.shape == (len(inputs["lengths"]), TOP_K)
-    _assert_same_ranking(ids, scores, want_ids, want_scores)
+    assert_same_ranking(ids, scores, want_ids, want_scores)
 
 
 @pytest.mark.parametrize("kind", INDEX_KINDS)
@@ -134,7 +112,7 @@ def test_the_export_passed_parity_and_names_the_recommender_contract(
     assert report.parity_max_abs_diff <= 1e-4
     assert report.sha256 == hashlib.sha256(report.path.read_bytes()).hexdigest()
     assert sorted(p.name for p in report.path.parent.iterdir() if p.name.startswith(kind)) == [f"{kind}.onnx"]
-    session = _session(report.path)
+    session = ort_session(report.path)
     assert tuple(i.name for i in session.get_inputs()) == NEXT_ITEM_INPUT_NAMES
     assert tuple(o.name for o in session.get_outputs()) == NEXT_ITEM_OUTPUT_NAMES
     meta = read_metadata(report.path)
@@ -149,7 +127,7 @@ def test_the_export_passed_parity_and_names_the_recommender_contract(
 def test_lists_name_vocabulary_items_once_best_first_and_empty_sessions_get_popular_items(
     kind: str, exported: dict[str, ExportReport], fitted: dict[str, Any], split: Split
 ) -> None:
-    session = _session(exported[kind].path)
+    session = ort_session(exported[kind].path)
     ids, scores = session.run(None, split.test)
     vocabulary = set(fitted[kind].vocabulary.ids.tolist())
     assert set(np.unique(ids).tolist()) <= vocabulary
